@@ -1,0 +1,32 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    create .venv, install memnets, run the default job
+#   make test   the same set-up, then the linter and the test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch's CPU build; override on a GPU machine, e.g. make TORCH_SPEC=torch test
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: run test lint bench install clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(VENV)/bin/memnets demo
+
+lint: install
+	$(PY) -m ruff check src tests benchmarks
+
+test: lint
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) benchmarks/rnn_speed.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

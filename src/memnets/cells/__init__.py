@@ -1,0 +1,28 @@
+"""Recurrent cells: one small class per cell, each a single time step.
+
+Every cell follows :class:`~memnets.cells.base.RecurrentCell`'s contract and is
+registered by name for :func:`make_cell`.
+"""
+
+from memnets.cells.base import RecurrentCell
+from memnets.cells.elman import ElmanCell, ElmanState
+from memnets.cells.gru import GRUCell, GRUState
+from memnets.cells.lstm import LSTMCell, LSTMState
+from memnets.cells.registry import (
+    cell_names,
+    make_cell,
+    make_stack,
+    register_cell,
+    register_stack,
+    stack_names,
+)
+
+register_cell("elman", ElmanCell)
+register_cell("lstm", LSTMCell)
+register_cell("gru", GRUCell)
+
+__all__ = [
+    "ElmanCell", "ElmanState", "GRUCell", "GRUState", "LSTMCell", "LSTMState",
+    "RecurrentCell", "cell_names", "make_cell", "make_stack", "register_cell",
+    "register_stack", "stack_names",
+]

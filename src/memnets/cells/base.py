@@ -1,0 +1,94 @@
+"""The step contract every memnets cell follows.
+
+A cell advances one time step.  Running over time, masking of padded steps,
+reversal, stacking and bidirection live in :mod:`memnets.layers` and work for
+every cell that honours this contract.  This module may import only torch.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+
+class RecurrentCell(nn.Module):
+    """Base class of all cells.
+
+    A cell maps one input step and the previous state to an output and a new
+    state::
+
+        y_t, state_t = cell(x_t, state_{t-1})
+
+    The state is a :class:`~typing.NamedTuple` of tensors whose first
+    dimension is the batch (``LSTMState(h, c)``); its order is documented by
+    each cell.
+
+    Work that depends on the input alone is split out so that a layer can do
+    it for every time step in one matrix product before the time loop:
+
+    * :meth:`project_input` maps ``x`` of shape ``(*, input_size)`` to ``u`` of
+      shape ``(*, U)``; the default is the identity.
+    * :meth:`recur` does the recurrent work of one step from ``u_t``.
+
+    so that ``forward(x_t, state) == recur(project_input(x_t), state)``.
+
+    Subclasses set ``input_size``, ``hidden_size`` and ``output_size`` (the
+    size of ``y_t``), and implement :meth:`init_state` and :meth:`recur`.
+    """
+
+    input_size: int
+    hidden_size: int
+    output_size: int
+
+    def project_input(self, x: Tensor) -> Tensor:
+        """Input-only part of a step, for any number of leading dimensions."""
+        return x
+
+    def recur(self, u_t: Tensor, state: NamedTuple) -> tuple[Tensor, NamedTuple]:
+        """Recurrent part of a step: ``u_t`` is ``project_input(x_t)``, ``(N, U)``."""
+        raise NotImplementedError
+
+    def init_state(self, batch_size: int, *, device=None, dtype=None) -> NamedTuple:
+        """The zero state for a batch of ``batch_size`` sequences."""
+        raise NotImplementedError
+
+    def forward(self, x_t: Tensor, state: NamedTuple | None = None) -> tuple[Tensor, NamedTuple]:
+        """One step.  ``x_t``: ``(N, input_size)``; returns ``(y_t, new_state)``."""
+        if state is None:
+            state = self.init_state(x_t.shape[0], device=x_t.device, dtype=x_t.dtype)
+        return self.recur(self.project_input(x_t), state)
+
+    # --- helpers used by the layers; cells with unusual state override them ---
+
+    def mask_state(self, keep_new: Tensor, new: NamedTuple, old: NamedTuple) -> NamedTuple:
+        """Take ``new`` where ``keep_new`` (a bool ``(N,)`` tensor) is true, else ``old``."""
+        return type(new)(*(_where_batch(keep_new, n, o) for n, o in zip(new, old)))
+
+    def check_state(self, state: NamedTuple, batch_size: int) -> None:
+        """Raise ``ValueError`` unless ``state`` has the fields and shapes of ``init_state``."""
+        expected = self.init_state(batch_size, device="meta")
+        if not isinstance(state, tuple) or len(state) != len(expected):
+            fields = getattr(type(expected), "_fields", None)
+            raise ValueError(
+                f"expected a state of {len(expected)} tensors {fields} for "
+                f"{type(self).__name__}, got {type(state).__name__}"
+                + (f" of length {len(state)}" if isinstance(state, tuple) else "")
+            )
+        names = getattr(type(expected), "_fields", [str(i) for i in range(len(expected))])
+        for name, want, got in zip(names, expected, state):
+            if not isinstance(got, Tensor) or tuple(got.shape) != tuple(want.shape):
+                shape = tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__
+                raise ValueError(
+                    f"expected state field '{name}' of shape {tuple(want.shape)} for "
+                    f"{type(self).__name__}, got {shape}"
+                )
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}"
+
+
+def _where_batch(keep: Tensor, new: Tensor, old: Tensor) -> Tensor:
+    """``torch.where`` with a ``(N,)`` condition broadcast over trailing dimensions."""
+    return torch.where(keep.view((-1,) + (1,) * (new.dim() - 1)), new, old)

@@ -1,0 +1,124 @@
+"""Gated recurrent unit, in torch.nn.GRU's parameter layout."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from memnets.cells.base import RecurrentCell
+from memnets.cells.elman import _zeros
+
+
+class GRUState(NamedTuple):
+    """State of :class:`GRUCell`: ``h`` of shape ``(N, H)``."""
+
+    h: Tensor
+
+
+class GRUCell(RecurrentCell):
+    r"""Gated recurrent unit (Cho et al., "Learning phrase representations using RNN
+    encoder-decoder for statistical machine translation", 2014).
+
+    .. math::
+        \begin{aligned}
+        r_t &= \sigma(W_{ir} x_t + b_{ir} + W_{hr} h_{t-1} + b_{hr}) \\
+        z_t &= \sigma(W_{iz} x_t + b_{iz} + W_{hz} h_{t-1} + b_{hz}) \\
+        n_t &= \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn}))
+               \quad \text{(reset after, default)} \\
+        n_t &= \tanh(W_{in} x_t + b_{in} + W_{hn} (r_t \odot h_{t-1}) + b_{hn})
+               \quad \text{(reset before, the paper)} \\
+        h_t &= (1 - z_t) \odot n_t + z_t \odot h_{t-1}, \qquad y_t = h_t
+        \end{aligned}
+
+    Args:
+        input_size: features of ``x_t`` (H_in).
+        hidden_size: features of ``h_t`` (H).
+        bias: if False, no ``b_ih`` and ``b_hh``.
+        reset_after: apply the reset gate after the recurrent product, as cuDNN
+            and torch.nn.GRU do (the default: it needs one recurrent matrix
+            product per step instead of two, and matches torch.nn.GRU), or before
+            it, as in the paper.
+
+    Shapes: ``x_t`` ``(N, H_in)``; state :class:`GRUState` ``(h,)`` with ``h``
+    ``(N, H)``; output ``y_t = h_t``.
+
+    Attributes (gate blocks in the order r, z, n as in torch.nn.GRU):
+        weight_ih: ``(3H, H_in)``, Xavier-uniform per gate.
+        weight_hh: ``(3H, H)``, orthogonal per gate.
+        bias_ih, bias_hh: ``(3H,)``, zero.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        reset_after: bool = True,
+        *,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, hidden_size
+        self.reset_after = reset_after
+        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size, **factory))
+        self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size, **factory))
+        if bias:
+            self.bias_ih = nn.Parameter(torch.empty(3 * hidden_size, **factory))
+            self.bias_hh = nn.Parameter(torch.empty(3 * hidden_size, **factory))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        H = self.hidden_size
+        for k in range(3):
+            nn.init.xavier_uniform_(self.weight_ih[k * H : (k + 1) * H])
+            nn.init.orthogonal_(self.weight_hh[k * H : (k + 1) * H])
+        if self.bias_ih is not None:
+            nn.init.zeros_(self.bias_ih)
+            nn.init.zeros_(self.bias_hh)
+
+    def init_state(self, batch_size: int, *, device=None, dtype=None) -> GRUState:
+        return GRUState(_zeros(self, batch_size, self.hidden_size, device, dtype))
+
+    def project_input(self, x: Tensor) -> Tensor:
+        u = x @ self.weight_ih.t()  # (*, 3H)
+        if self.bias_ih is not None:
+            u = u + self.bias_ih
+        return u
+
+    def recur(self, u_t: Tensor, state: GRUState) -> tuple[Tensor, GRUState]:
+        H, h = self.hidden_size, state.h
+        u_r, u_z, u_n = u_t.chunk(3, dim=1)  # (N, H) each
+        if self.reset_after:
+            if self.bias_hh is None:
+                v = h @ self.weight_hh.t()  # (N, 3H)
+            else:
+                v = torch.addmm(self.bias_hh, h, self.weight_hh.t())
+            v_r, v_z, v_n = v.chunk(3, dim=1)
+            r = torch.sigmoid(u_r + v_r)
+            z = torch.sigmoid(u_z + v_z)
+            n = torch.tanh(u_n + r * v_n)
+        else:
+            b_rz = b_n = None
+            if self.bias_hh is not None:
+                b_rz, b_n = self.bias_hh[: 2 * H], self.bias_hh[2 * H :]
+            v = h @ self.weight_hh[: 2 * H].t()  # (N, 2H)
+            if b_rz is not None:
+                v = v + b_rz
+            v_r, v_z = v.chunk(2, dim=1)
+            r = torch.sigmoid(u_r + v_r)
+            z = torch.sigmoid(u_z + v_z)
+            v_n = (r * h) @ self.weight_hh[2 * H :].t()
+            n = torch.tanh(u_n + v_n + (b_n if b_n is not None else 0.0))
+        h = n + z * (h - n)  # (1 - z) * n + z * h
+        return h, GRUState(h)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        return s + ("" if self.reset_after else ", reset_after=False")

@@ -1,0 +1,86 @@
+"""``Recurrent``: runs any cell over time."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from memnets.cells.base import RecurrentCell
+from memnets.layers.sequence import SequenceLayer, reverse_padded, valid_mask
+
+
+class Recurrent(SequenceLayer):
+    r"""Run a cell over every step of a batch of sequences.
+
+    .. math::
+        y_t, s_t = \mathrm{cell}(x_t, s_{t-1}), \quad t = 1 \dots L
+
+    The input-only part of the cell (:meth:`RecurrentCell.project_input`) is
+    computed for all steps in one matrix product before the loop, so the loop
+    does only the recurrent work.
+
+    Args:
+        cell: any :class:`~memnets.cells.RecurrentCell`.
+        batch_first: inputs and outputs are ``(N, L, *)`` instead of ``(L, N, *)``.
+        reverse: run from the last valid step of each sequence to its first;
+            outputs are returned in the input's order.
+
+    Shapes (N = batch, L = length, H_in = ``cell.input_size``,
+    H_out = ``cell.output_size``):
+
+    * input: ``(L, N, H_in)``, ``(N, L, H_in)`` with ``batch_first``, ``(L, H_in)``
+      unbatched, or a PackedSequence; optional ``lengths`` ``(N,)``.
+    * state: the cell's state tuple (``cell.init_state(N)`` if omitted).
+    * outputs: like the input with H_out features; exactly zero at padded steps.
+    * final state: each sequence's state after its own last valid step (for
+      ``reverse=True``, after its first step).
+
+    See :mod:`memnets.layers.sequence` for the variable-length contract.
+    """
+
+    def __init__(self, cell: RecurrentCell, *, batch_first: bool = False, reverse: bool = False):
+        super().__init__()
+        if not isinstance(cell, RecurrentCell):
+            raise ValueError(f"expected a RecurrentCell, got {type(cell).__name__}")
+        self.cell = cell
+        self.batch_first = batch_first
+        self.reverse = reverse
+        self.input_size = cell.input_size
+        self.output_size = cell.output_size
+
+    def run(self, x: Tensor, state, lengths: Tensor | None):
+        L, N = x.shape[:2]
+        cell = self.cell
+        if state is None:
+            state = cell.init_state(N, device=x.device, dtype=x.dtype)
+        else:
+            cell.check_state(state, N)
+        if self.reverse:
+            x = reverse_padded(x, lengths)
+        steps = L if lengths is None else int(lengths.max())
+        u = cell.project_input(x[:steps])  # (T, N, U): all input work at once
+        # unbind, not u[t]: indexing would make backward allocate a full-size
+        # gradient of u at every step.
+        outputs = []
+        if lengths is None:
+            for u_t in u.unbind(0):
+                y_t, state = cell.recur(u_t, state)
+                outputs.append(y_t)
+            out = torch.stack(outputs)  # (L, N, H_out)
+        else:
+            valid = valid_mask(lengths, steps, x.device)  # (T, N)
+            for u_t, valid_t in zip(u.unbind(0), valid.unbind(0)):
+                y_t, new_state = cell.recur(u_t, state)
+                state = cell.mask_state(valid_t, new_state, state)
+                outputs.append(y_t)
+            out = torch.stack(outputs)  # (T, N, H_out)
+            out = torch.where(valid.unsqueeze(-1), out, out.new_zeros(()))
+            if steps < L:
+                out = torch.cat([out, out.new_zeros((L - steps,) + out.shape[1:])])
+        if self.reverse:
+            out = reverse_padded(out, lengths)
+        return out, state
+
+    def extra_repr(self) -> str:
+        flags = [f"batch_first={self.batch_first}"] if self.batch_first else []
+        return ", ".join(flags + (["reverse=True"] if self.reverse else []))

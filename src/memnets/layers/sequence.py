@@ -1,0 +1,209 @@
+"""The variable-length contract shared by every layer that runs over time.
+
+Written down once, here:
+
+* A batch of sequences is time-major ``(L, N, H_in)``, batch-major
+  ``(N, L, H_in)`` with ``batch_first=True``, unbatched ``(L, H_in)``, or a
+  :class:`~torch.nn.utils.rnn.PackedSequence`.
+* Sequences of different lengths are given as ``lengths`` (a list or an
+  integer tensor of shape ``(N,)``, each in ``[1, L]``) or by packing.
+* Outputs at padded positions are exactly zero.
+* The final state of a sequence is its state after its own last valid step.
+* Reversing a sequence reverses its valid steps only; padding stays at the end.
+
+Layers convert their input once at the boundary (:func:`to_time_major`) and
+work on time-major padded tensors with a ``lengths`` tensor, or ``None`` when
+every sequence has the full length.  This module imports only torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+
+@dataclass
+class SequenceBatch:
+    """A batch converted to the internal layout, and how to convert results back."""
+
+    x: Tensor  # (L, N, H_in)
+    lengths: Tensor | None  # (N,) int64 on CPU, or None when all are L
+    batch_first: bool
+    unbatched: bool
+    packed: PackedSequence | None
+
+    def restore(self, out: Tensor) -> Tensor | PackedSequence:
+        """Convert a time-major output ``(L, N, H_out)`` to the input's layout."""
+        if self.packed is not None:
+            p = self.packed
+            if p.sorted_indices is not None:
+                out = out.index_select(1, p.sorted_indices)
+            lengths = pad_lengths_of(p)
+            data = pack_padded_sequence(out, lengths, enforce_sorted=True).data
+            return PackedSequence(data, p.batch_sizes, p.sorted_indices, p.unsorted_indices)
+        if self.unbatched:
+            return out.squeeze(1)
+        return out.transpose(0, 1) if self.batch_first else out
+
+
+def pad_lengths_of(packed: PackedSequence) -> Tensor:
+    """Lengths of a packed batch in its sorted (packing) order."""
+    batch_sizes = packed.batch_sizes  # (L,) number of sequences alive at each step
+    n = int(batch_sizes[0])
+    return (batch_sizes.unsqueeze(1) > torch.arange(n).unsqueeze(0)).sum(0)
+
+
+def to_time_major(
+    input: Tensor | PackedSequence,
+    *,
+    input_size: int,
+    batch_first: bool,
+    lengths=None,
+    enforce_sorted: bool = False,
+) -> SequenceBatch:
+    """Validate ``input`` and ``lengths`` and convert them to :class:`SequenceBatch`.
+
+    Raises ``ValueError`` naming what was expected and what came.
+    """
+    if isinstance(input, PackedSequence):
+        if lengths is not None:
+            raise ValueError("expected either a PackedSequence or lengths=, got both")
+        x, lens = pad_packed_sequence(input)  # (L, N, H_in), original order
+        _check_features(x, input_size)
+        return SequenceBatch(x, _full_is_none(lens, x.shape[0]), batch_first, False, input)
+    if not isinstance(input, Tensor):
+        raise ValueError(f"expected a Tensor or PackedSequence, got {type(input).__name__}")
+    layout = "(N, L, H_in)" if batch_first else "(L, N, H_in)"
+    if input.dim() == 2:
+        if lengths is not None:
+            raise ValueError(
+                f"expected batched input {layout} when lengths= is given, "
+                f"got unbatched input of shape {tuple(input.shape)}"
+            )
+        _check_features(input, input_size)
+        return SequenceBatch(input.unsqueeze(1), None, batch_first, True, None)
+    if input.dim() != 3:
+        raise ValueError(
+            f"expected input of shape {layout} or unbatched (L, H_in) with "
+            f"H_in={input_size}, got {input.dim()}-d input of shape {tuple(input.shape)}"
+        )
+    _check_features(input, input_size)
+    x = input.transpose(0, 1) if batch_first else input
+    L, N = x.shape[:2]
+    if lengths is None:
+        return SequenceBatch(x, None, batch_first, False, None)
+    lens = torch.as_tensor(lengths, dtype=torch.long).cpu()
+    if lens.dim() != 1 or lens.shape[0] != N:
+        raise ValueError(
+            f"expected lengths of shape ({N},) (one per sequence), got {tuple(lens.shape)}"
+        )
+    if N and (int(lens.min()) < 1 or int(lens.max()) > L):
+        raise ValueError(
+            f"expected every length in [1, {L}] (L = {L}), got min {int(lens.min())} "
+            f"and max {int(lens.max())}"
+        )
+    if enforce_sorted and N > 1 and bool((lens[1:] > lens[:-1]).any()):
+        raise ValueError(
+            "expected lengths sorted in decreasing order (enforce_sorted=True), "
+            f"got {lens.tolist()}"
+        )
+    return SequenceBatch(x, _full_is_none(lens, L), batch_first, False, None)
+
+
+def _check_features(x: Tensor, input_size: int) -> None:
+    if x.shape[-1] != input_size:
+        raise ValueError(
+            f"expected input with {input_size} features (input_size), got {x.shape[-1]}"
+        )
+
+
+def _full_is_none(lengths: Tensor, L: int) -> Tensor | None:
+    return None if bool((lengths == L).all()) else lengths
+
+
+def valid_mask(lengths: Tensor, L: int, device) -> Tensor:
+    """``(L, N)`` bool: True where step ``t`` is inside sequence ``n``."""
+    return torch.arange(L, device=device).unsqueeze(1) < lengths.to(device).unsqueeze(0)
+
+
+def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """Reverse each sequence of ``x`` ``(L, N, *)`` within its own length.
+
+    Padding stays at the end, and applying it twice gives ``x`` back.
+    """
+    if lengths is None:
+        return x.flip(0)
+    L = x.shape[0]
+    t = torch.arange(L).unsqueeze(1)  # (L, 1)
+    lens = lengths.unsqueeze(0)  # (1, N)
+    index = torch.where(t < lens, lens - 1 - t, t).to(x.device)  # (L, N)
+    index = index.view(index.shape + (1,) * (x.dim() - 2)).expand_as(x)
+    return x.gather(0, index)
+
+
+def map_state(fn, state):
+    """Apply ``fn`` to every tensor of a (possibly nested) tuple state, keeping its types."""
+    if isinstance(state, Tensor):
+        return fn(state)
+    if isinstance(state, tuple):
+        items = [map_state(fn, s) for s in state]
+        return type(state)(*items) if hasattr(state, "_fields") else tuple(items)
+    if state is None:
+        return None
+    raise ValueError(f"expected a state made of tensors and tuples, got {type(state).__name__}")
+
+
+class SequenceLayer(nn.Module):
+    """Base of the layers that run over time (Recurrent, Bidirectional, Stacked).
+
+    Subclasses set ``input_size``, ``output_size`` and ``batch_first`` and
+    implement :meth:`run`, which works on the internal layout.
+    """
+
+    input_size: int
+    output_size: int
+    batch_first: bool
+
+    def forward(
+        self,
+        input: Tensor | PackedSequence,
+        state=None,
+        *,
+        lengths=None,
+        enforce_sorted: bool = False,
+    ):
+        """Run over a batch of sequences.
+
+        Args:
+            input: ``(L, N, H_in)``, ``(N, L, H_in)`` if ``batch_first``,
+                unbatched ``(L, H_in)``, or a PackedSequence.
+            state: optional initial state (zeros if omitted); for unbatched
+                input its tensors have no batch dimension.
+            lengths: optional ``(N,)`` valid lengths, each in ``[1, L]``.
+            enforce_sorted: require ``lengths`` in decreasing order.
+
+        Returns:
+            ``(outputs, final_state)``: outputs in the input's layout with
+            ``H_out`` features, zero at padded positions; the final state at
+            each sequence's last valid step.
+        """
+        batch = to_time_major(
+            input,
+            input_size=self.input_size,
+            batch_first=self.batch_first,
+            lengths=lengths,
+            enforce_sorted=enforce_sorted,
+        )
+        if batch.unbatched:
+            state = map_state(lambda s: s.unsqueeze(0), state)
+        out, final = self.run(batch.x, state, batch.lengths)
+        if batch.unbatched:
+            final = map_state(lambda s: s.squeeze(0), final)
+        return batch.restore(out), final
+
+    def run(self, x: Tensor, state, lengths: Tensor | None):
+        """Internal layout: ``x`` ``(L, N, H_in)``, ``lengths`` ``(N,)`` or None."""
+        raise NotImplementedError

@@ -1,0 +1,375 @@
+"""Drop-in replacements for torch.nn.RNN, torch.nn.LSTM and torch.nn.GRU.
+
+They take torch.nn's constructor arguments, forward signature, return values,
+initialisation and state_dict keys, and are built from the generic core
+(cells + :class:`Recurrent` + :class:`Bidirectional` + :class:`Stacked`), so
+the cell can be swapped with one argument.  When the cells are the standard
+ones, the forward pass dispatches to torch's fused kernel (same parameters,
+same results); ``fused=False`` forces the generic path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import _VF, Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+
+from memnets.cells.base import RecurrentCell
+from memnets.cells.elman import ElmanCell, uniform_init_
+from memnets.cells.gru import GRUCell
+from memnets.cells.lstm import LSTMCell
+from memnets.layers.bidirectional import Bidirectional
+from memnets.layers.recurrent import Recurrent
+from memnets.layers.sequence import to_time_major
+from memnets.layers.stacked import Stacked
+
+CellFactory = Callable[[int, int], RecurrentCell]
+
+
+class _TorchCompatible(nn.Module):
+    """Shared machinery of :class:`RNN`, :class:`LSTM` and :class:`GRU`."""
+
+    _default_cell: type[RecurrentCell]
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        *,
+        cell: CellFactory | None = None,
+        fused: bool = True,
+        device=None,
+        dtype=None,
+        **cell_options,
+    ) -> None:
+        super().__init__()
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"expected {name} to be a positive int, got {value!r}")
+        if not isinstance(num_layers, int) or num_layers < 1:
+            raise ValueError(f"expected num_layers >= 1, got {num_layers!r}")
+        if not 0.0 <= float(dropout) <= 1.0:
+            raise ValueError(f"expected dropout in [0, 1], got {dropout}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
+        self.bidirectional = bidirectional
+        self.fused = fused
+        self._custom_cell = cell is not None
+
+        def make(in_size: int) -> RecurrentCell:
+            if cell is not None:
+                return cell(in_size, hidden_size)
+            return self._default_cell(
+                in_size, hidden_size, bias, **cell_options, device=device, dtype=dtype
+            )
+
+        layers, in_size = [], input_size
+        for _ in range(num_layers):
+            fwd = make(in_size)
+            if bidirectional:
+                layers.append(Bidirectional(fwd, make(in_size), batch_first=batch_first))
+            else:
+                layers.append(Recurrent(fwd, batch_first=batch_first))
+            in_size = layers[-1].output_size
+        self.stack = Stacked(layers, dropout=self.dropout, batch_first=batch_first)
+        if cell is None:
+            uniform_init_(self, hidden_size)  # torch.nn's default initialisation
+        # torch.nn names: "<cell parameter>_l<layer>[_reverse]"
+        self._flat_names: dict[str, str] = {}
+        for k in range(num_layers):
+            for d, cell_ in enumerate(self._cells_of(k)):
+                prefix = self._cell_prefix(k, d)
+                for name, _ in cell_.named_parameters():
+                    flat = name.replace(".", "_") + f"_l{k}" + ("_reverse" if d else "")
+                    self._flat_names[flat] = f"{prefix}.{name}"
+        self._nested_names = {v: k for k, v in self._flat_names.items()}
+        self.register_state_dict_post_hook(_to_flat_names)
+        self.register_load_state_dict_pre_hook(_from_flat_names)
+
+    # --- structure ---
+
+    def _cell_prefix(self, layer: int, direction: int) -> str:
+        if self.bidirectional:
+            side = "forward_layer" if direction == 0 else "backward_layer"
+            return f"stack.layers.{layer}.{side}.cell"
+        return f"stack.layers.{layer}.cell"
+
+    def _cells_of(self, layer: int) -> list[RecurrentCell]:
+        module = self.stack.layers[layer]
+        if self.bidirectional:
+            return [module.forward_layer.cell, module.backward_layer.cell]
+        return [module.cell]
+
+    def cells(self) -> list[RecurrentCell]:
+        """All cells, in torch.nn's order: layer by layer, forward before backward."""
+        return [c for k in range(self.num_layers) for c in self._cells_of(k)]
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            nested = self.__dict__.get("_flat_names", {}).get(name)
+            if nested is None:
+                raise
+            return self.get_parameter(nested)
+
+    @property
+    def _flat_weights(self) -> list[Tensor]:
+        return [self.get_parameter(n) for n in self._flat_names.values()]
+
+    def flatten_parameters(self) -> None:
+        """Kept for compatibility with torch.nn; parameters are not flattened."""
+
+    # --- forward ---
+
+    def forward(self, input: Tensor | PackedSequence, hx=None):
+        """torch.nn's forward: ``output, h_n`` (RNN, GRU) or ``output, (h_n, c_n)`` (LSTM).
+
+        ``hx`` has shape ``(D * num_layers, N, H_out)`` (without N for unbatched
+        input), ``(h_0, c_0)`` for LSTM; it is in the input's batch order also
+        for a PackedSequence, as in torch.nn.
+        """
+        if self._can_fuse():
+            return self._forward_fused(input, hx)
+        batch = to_time_major(input, input_size=self.input_size, batch_first=self.batch_first)
+        N = batch.x.shape[1]
+        state = self._split_hx(hx, N, batch.unbatched)
+        out, final = self.stack.run(batch.x, state, batch.lengths)
+        return batch.restore(out), self._join_states(final, batch.unbatched)
+
+    def _can_fuse(self) -> bool:
+        if not self.fused or self._custom_cell:
+            return False
+        return all(type(c) is self._default_cell and self._fusable(c) for c in self.cells())
+
+    def _fusable(self, cell: RecurrentCell) -> bool:
+        return True
+
+    def _state_sizes(self) -> list[int]:
+        """Feature size of each state field, in torch.nn's hx order."""
+        return [self.cells()[0].output_size]
+
+    def _split_hx(self, hx, N: int, unbatched: bool):
+        """torch.nn's ``hx`` to one state per layer (Bidirectional: a pair)."""
+        if hx is None:
+            return None
+        fields = self._check_hx(hx, N, unbatched)
+        if unbatched:
+            fields = [f.unsqueeze(1) for f in fields]
+        D = 2 if self.bidirectional else 1
+        states = []
+        for k in range(self.num_layers):
+            per_dir = []
+            for d, cell in enumerate(self._cells_of(k)):
+                template = cell.init_state(N, device="meta")
+                per_dir.append(type(template)(*(f[k * D + d] for f in fields)))
+            states.append(tuple(per_dir) if self.bidirectional else per_dir[0])
+        return tuple(states)
+
+    def _join_states(self, final, unbatched: bool):
+        per_cell = []
+        for s in final:
+            per_cell.extend(s if self.bidirectional else [s])
+        fields = [torch.stack([s[i] for s in per_cell]) for i in range(len(per_cell[0]))]
+        if unbatched:
+            fields = [f.squeeze(1) for f in fields]
+        return self._pack_hx(fields)
+
+    def _pack_hx(self, fields: list[Tensor]):
+        return fields[0]
+
+    def _hx_fields(self, hx) -> list[Tensor]:
+        return [hx]
+
+    def _check_hx(self, hx, N: int, unbatched: bool) -> list[Tensor]:
+        fields = self._hx_fields(hx)
+        D = 2 if self.bidirectional else 1
+        names = ["h_0", "c_0"]
+        for name, f, size in zip(names, fields, self._state_sizes()):
+            want = (D * self.num_layers, size) if unbatched else (D * self.num_layers, N, size)
+            if not isinstance(f, Tensor) or tuple(f.shape) != want:
+                got = tuple(f.shape) if isinstance(f, Tensor) else type(f).__name__
+                raise ValueError(
+                    f"expected {name} of shape {want} (D * num_layers"
+                    + ("" if unbatched else ", N")
+                    + f", {'H_cell' if name == 'c_0' else 'H_out'}), got {got}"
+                )
+        return fields
+
+    def _forward_fused(self, input, hx):
+        packed = isinstance(input, PackedSequence)
+        if packed:
+            data, batch_sizes = input.data, input.batch_sizes
+            sorted_idx, unsorted_idx = input.sorted_indices, input.unsorted_indices
+            N, unbatched = int(batch_sizes[0]), False
+            if data.dim() != 2 or data.shape[-1] != self.input_size:
+                to_time_major(input, input_size=self.input_size, batch_first=False)
+        else:
+            batch = to_time_major(input, input_size=self.input_size, batch_first=self.batch_first)
+            N, unbatched = batch.x.shape[1], batch.unbatched
+            sorted_idx = unsorted_idx = None
+            data = input.unsqueeze(1) if unbatched else input
+        D = 2 if self.bidirectional else 1
+        if hx is None:
+            fields = [
+                data.new_zeros(D * self.num_layers, N, size) for size in self._state_sizes()
+            ]
+        else:
+            fields = self._check_hx(hx, N, unbatched)
+            if unbatched:
+                fields = [f.unsqueeze(1) for f in fields]
+            if sorted_idx is not None:
+                fields = [f.index_select(1, sorted_idx) for f in fields]
+        args = (self._flat_weights, self.bias, self.num_layers, self.dropout, self.training)
+        if packed:
+            result = self._kernel(data, batch_sizes, self._kernel_hx(fields), *args,
+                                  self.bidirectional)
+        else:
+            result = self._kernel(data, self._kernel_hx(fields), *args, self.bidirectional,
+                                  self.batch_first)
+        output, hidden = result[0], list(result[1:])
+        if unsorted_idx is not None:
+            hidden = [h.index_select(1, unsorted_idx) for h in hidden]
+        if packed:
+            output = PackedSequence(output, batch_sizes, sorted_idx, unsorted_idx)
+        elif unbatched:
+            output = output.squeeze(1)
+            hidden = [h.squeeze(1) for h in hidden]
+        return output, self._pack_hx(hidden)
+
+    def _kernel_hx(self, fields: list[Tensor]):
+        return fields[0]
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
+                              ("bidirectional", False)):
+            if getattr(self, name) != default:
+                s += f", {name}={getattr(self, name)}"
+        return s
+
+
+def _to_flat_names(module: _TorchCompatible, state_dict, prefix: str, local_metadata) -> None:
+    for nested, flat in module._nested_names.items():
+        key = prefix + nested
+        if key in state_dict:
+            state_dict[prefix + flat] = state_dict.pop(key)
+
+
+def _from_flat_names(module: _TorchCompatible, state_dict, prefix: str, *args) -> None:
+    for flat, nested in module._flat_names.items():
+        key = prefix + flat
+        if key in state_dict:
+            state_dict[prefix + nested] = state_dict.pop(key)
+
+
+class RNN(_TorchCompatible):
+    r"""Drop-in replacement for :class:`torch.nn.RNN` (Elman network, tanh or ReLU).
+
+    .. math::
+        h_t = \sigma(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})
+
+    Args: as torch.nn.RNN (``input_size, hidden_size, num_layers=1,
+    nonlinearity='tanh', bias=True, batch_first=False, dropout=0.0,
+    bidirectional=False``), plus
+
+    * ``cell``: a factory ``cell(input_size, hidden_size) -> RecurrentCell`` to
+      run another cell in the same deep/bidirectional layout (torch.nn-style
+      names ``<parameter>_l<k>[_reverse]`` are kept for its parameters);
+    * ``fused``: allow dispatch to torch's fused kernel (default True).
+
+    Inputs: ``input`` ``(L, N, H_in)`` (``(N, L, H_in)`` with batch_first),
+    ``(L, H_in)`` or a PackedSequence; ``hx`` ``(D * num_layers, N, H)``.
+    Outputs: ``output`` ``(L, N, D * H)`` (or packed), ``h_n`` ``(D * num_layers, N, H)``.
+    Parameters: ``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``,
+    ``bias_hh_l{k}`` (and ``_reverse``), initialised from U(-1/sqrt(H), 1/sqrt(H)).
+    """
+
+    _default_cell = ElmanCell
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
+                 dropout: float = 0.0, bidirectional: bool = False, **kwargs) -> None:
+        self.nonlinearity = nonlinearity
+        if kwargs.get("cell") is None:
+            kwargs["nonlinearity"] = nonlinearity
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, **kwargs)
+
+    def _kernel(self, *args):
+        return (_VF.rnn_tanh if self.nonlinearity == "tanh" else _VF.rnn_relu)(*args)
+
+    def _fusable(self, cell: ElmanCell) -> bool:
+        return cell.nonlinearity == self.nonlinearity
+
+
+class LSTM(_TorchCompatible):
+    r"""Drop-in replacement for :class:`torch.nn.LSTM`, with ``proj_size``.
+
+    Equations: see :class:`~memnets.cells.LSTMCell`.
+
+    Args: as torch.nn.LSTM (``input_size, hidden_size, num_layers=1, bias=True,
+    batch_first=False, dropout=0.0, bidirectional=False, proj_size=0``), plus
+    ``cell`` and ``fused`` as in :class:`RNN`.
+
+    Inputs: ``input`` as in :class:`RNN`; ``hx = (h_0, c_0)`` with ``h_0``
+    ``(D * num_layers, N, H_out)`` and ``c_0`` ``(D * num_layers, N, H)``.
+    Outputs: ``output`` ``(L, N, D * H_out)``, ``(h_n, c_n)`` shaped as ``hx``.
+    Parameters: ``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``,
+    ``bias_hh_l{k}``, ``weight_hr_l{k}`` with ``proj_size`` (and ``_reverse``).
+    """
+
+    _default_cell = LSTMCell
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, proj_size: int = 0, **kwargs) -> None:
+        self.proj_size = proj_size
+        if kwargs.get("cell") is None:
+            kwargs["proj_size"] = proj_size
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, **kwargs)
+
+    _kernel = staticmethod(_VF.lstm)
+
+    def _state_sizes(self) -> list[int]:
+        cell = self.cells()[0]
+        return [cell.output_size, cell.hidden_size]
+
+    def _hx_fields(self, hx) -> list[Tensor]:
+        if not (isinstance(hx, (tuple, list)) and len(hx) == 2):
+            raise ValueError(f"expected hx = (h_0, c_0) for LSTM, got {type(hx).__name__}")
+        return list(hx)
+
+    def _pack_hx(self, fields: list[Tensor]):
+        return tuple(fields) if len(fields) > 1 else fields[0]
+
+    def _kernel_hx(self, fields: list[Tensor]):
+        return tuple(fields)
+
+
+class GRU(_TorchCompatible):
+    r"""Drop-in replacement for :class:`torch.nn.GRU`.
+
+    Equations: see :class:`~memnets.cells.GRUCell` (reset gate applied after the
+    recurrent product, as torch.nn.GRU does).
+
+    Args, inputs and outputs: as :class:`RNN`, without ``nonlinearity``.
+    Parameters: ``weight_ih_l{k}`` ``(3H, H_in)``, ``weight_hh_l{k}`` ``(3H, H)``,
+    ``bias_ih_l{k}``, ``bias_hh_l{k}`` (and ``_reverse``).
+    """
+
+    _default_cell = GRUCell
+    _kernel = staticmethod(_VF.gru)
+
+    def _fusable(self, cell: GRUCell) -> bool:
+        return cell.reset_after
