@@ -1,0 +1,5 @@
+"""Whole models for the applications (memory networks, taggers, language models, ...).
+
+Each model lives in its own module; import it by its full path, e.g.
+``from memnets.models.memn2n import MemN2N``.
+"""
