@@ -7,6 +7,7 @@ registered by name for :func:`make_cell`.
 from memnets.cells.base import RecurrentCell
 from memnets.cells.elman import ElmanCell, ElmanState
 from memnets.cells.gru import GRUCell, GRUState
+from memnets.cells.irnn import IRNNCell
 from memnets.cells.lstm import LSTMCell, LSTMState
 from memnets.cells.registry import (
     cell_names,
@@ -20,9 +21,10 @@ from memnets.cells.registry import (
 register_cell("elman", ElmanCell)
 register_cell("lstm", LSTMCell)
 register_cell("gru", GRUCell)
+register_cell("irnn", IRNNCell)
 
 __all__ = [
-    "ElmanCell", "ElmanState", "GRUCell", "GRUState", "LSTMCell", "LSTMState",
+    "ElmanCell", "ElmanState", "GRUCell", "GRUState", "IRNNCell", "LSTMCell", "LSTMState",
     "RecurrentCell", "cell_names", "make_cell", "make_stack", "register_cell",
     "register_stack", "stack_names",
 ]
