@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 from torch import _VF, Tensor, nn
-from torch.nn.utils.rnn import PackedSequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from memnets.cells.base import RecurrentCell
 from memnets.cells.elman import ElmanCell, uniform_init_
@@ -129,16 +129,30 @@ class _TorchCompatible(nn.Module):
 
     # --- forward ---
 
-    def forward(self, input: Tensor | PackedSequence, hx=None):
+    def forward(self, input: Tensor | PackedSequence, hx=None, *, lengths=None):
         """torch.nn's forward: ``output, h_n`` (RNN, GRU) or ``output, (h_n, c_n)`` (LSTM).
 
         ``hx`` has shape ``(D * num_layers, N, H_out)`` (without N for unbatched
         input), ``(h_0, c_0)`` for LSTM; it is in the input's batch order also
         for a PackedSequence, as in torch.nn.
+
+        ``lengths`` (an extension of torch.nn's signature): the valid length of
+        each sequence of a padded batch, instead of packing it.  Outputs past a
+        sequence's length are zero and ``h_n`` is taken at its last valid step.
         """
+        if lengths is not None and self._can_fuse():
+            batch = to_time_major(input, input_size=self.input_size,
+                                  batch_first=self.batch_first, lengths=lengths)
+            packed = pack_padded_sequence(input, torch.as_tensor(lengths).cpu(),
+                                          batch_first=self.batch_first, enforce_sorted=False)
+            out, state = self._forward_fused(packed, hx)
+            out, _ = pad_packed_sequence(out, batch_first=self.batch_first,
+                                         total_length=batch.x.shape[0])
+            return out, state
         if self._can_fuse():
             return self._forward_fused(input, hx)
-        batch = to_time_major(input, input_size=self.input_size, batch_first=self.batch_first)
+        batch = to_time_major(input, input_size=self.input_size, batch_first=self.batch_first,
+                              lengths=lengths)
         N = batch.x.shape[1]
         state = self._split_hx(hx, N, batch.unbatched)
         out, final = self.stack.run(batch.x, state, batch.lengths)
