@@ -15,21 +15,28 @@ import torch
 from torch.autograd import gradcheck
 
 import memnets
-from memnets.cells import IRNNCell
+from memnets.cells import IRNNCell, JordanCell, JordanState
 
 H_IN, H = 3, 4
 
-# name -> options used for the generic tests (every cell listed here)
+# test id -> (registry name, options); every cell and option family is listed here
 ZOO = {
-    "irnn": {},
-    "irnn_scaled": {"identity_scale": 0.5, "input_std": 0.3},
+    "irnn": ("irnn", {}),
+    "irnn_scaled": ("irnn", {"identity_scale": 0.5, "input_std": 0.3}),
+    "jordan": ("jordan", {"output_size": 5}),
+    "jordan_tanh_mu": (
+        "jordan",
+        {"output_size": 2, "nonlinearity": "tanh", "output_activation": "identity",
+         "self_connection": 0.5},
+    ),
+    "jordan_nobias": ("jordan", {"bias": False, "output_activation": "sigmoid"}),
 }
 
 
 def build(key: str, dtype=torch.float32, **extra):
-    name = key.split("_")[0]
+    name, opts = ZOO[key]
     torch.manual_seed(0)
-    cell = memnets.make_cell(name, input_size=H_IN, hidden_size=H, **ZOO[key], **extra)
+    cell = memnets.make_cell(name, input_size=H_IN, hidden_size=H, **opts, **extra)
     # Exercise every parameter: re-draw them so that zero or identity
     # initialisations do not hide mistakes in the equations.
     with torch.no_grad():
@@ -62,16 +69,42 @@ def naive_irnn(cell):
     return step
 
 
-NAIVE = {"irnn": naive_irnn}
+def naive_jordan(cell):
+    # Mesnil et al. 2013: h(t) = f(U x(t) + V y(t-1)), y(t) = g(W h(t)); Jordan's
+    # context units s(t) = mu s(t-1) + y(t)
+    f = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}[cell.nonlinearity]
+    g = {
+        "softmax": lambda a: torch.exp(a) / torch.exp(a).sum(-1, keepdim=True),
+        "sigmoid": lambda a: 1 / (1 + torch.exp(-a)),
+        "identity": lambda a: a,
+        "tanh": torch.tanh,
+    }[cell.output_activation]
+    mu = cell.self_connection
+    b_h = 0 if cell.bias_h is None else cell.bias_h
+    b_y = 0 if cell.bias_y is None else cell.bias_y
+
+    def step(x, st):
+        (s,) = st
+        h = f(x @ cell.weight_ih.T + s @ cell.weight_yh.T + b_h)
+        y = g(h @ cell.weight_hy.T + b_y)
+        return y, (mu * s + y,)
+
+    return step
+
+
+NAIVE = {"irnn": naive_irnn, "jordan": naive_jordan}
 
 
 def paper_param_count(key: str) -> int:
-    opts = ZOO[key]
-    name = key.split("_")[0]
+    name, opts = ZOO[key]
+    bias = opts.get("bias", True)
     if name == "irnn":
         # paper: W (H x H_in), U (H x H), one bias H; torch layout adds a second bias
         return H * H_IN + H * H + H + H
-    raise KeyError(opts)
+    if name == "jordan":
+        O = opts.get("output_size", H)
+        return H * H_IN + H * O + O * H + (H + O if bias else 0)
+    raise KeyError(name)
 
 
 # --- generic tests -------------------------------------------------------------------
@@ -79,9 +112,9 @@ def paper_param_count(key: str) -> int:
 
 @pytest.mark.parametrize("key", sorted(ZOO))
 def test_builds_from_registry(key):
-    name = key.split("_")[0]
+    name, opts = ZOO[key]
     assert name in memnets.cell_names()
-    cell = memnets.make_cell(name, input_size=H_IN, hidden_size=H, **ZOO[key])
+    cell = memnets.make_cell(name, input_size=H_IN, hidden_size=H, **opts)
     assert isinstance(cell, memnets.RecurrentCell)
     assert cell.input_size == H_IN and cell.hidden_size == H
 
@@ -93,7 +126,7 @@ def test_matches_naive_equations(key):
     x = torch.randn(6, 2, H_IN, dtype=torch.float64)
     out, final = memnets.Recurrent(cell)(x)
     state0 = tuple(cell.init_state(2, dtype=torch.float64))
-    ref_out, ref_final = naive_run(NAIVE[key.split("_")[0]](cell), x, state0)
+    ref_out, ref_final = naive_run(NAIVE[ZOO[key][0]](cell), x, state0)
     torch.testing.assert_close(out, ref_out)
     for got, want in zip(final, ref_final):
         torch.testing.assert_close(got, want)
@@ -139,7 +172,8 @@ def test_gradcheck_through_recurrent(key):
 
 @pytest.mark.parametrize("key", sorted(ZOO))
 def test_parameter_count_matches_paper(key):
-    cell = memnets.make_cell(key.split("_")[0], input_size=H_IN, hidden_size=H, **ZOO[key])
+    name, opts = ZOO[key]
+    cell = memnets.make_cell(name, input_size=H_IN, hidden_size=H, **opts)
     assert sum(p.numel() for p in cell.parameters()) == paper_param_count(key)
 
 
@@ -172,3 +206,29 @@ def test_irnn_loads_into_relu_rnn():
 def test_irnn_rejects_negative_std():
     with pytest.raises(ValueError, match="input_std"):
         IRNNCell(3, 4, input_std=-1.0)
+
+
+def test_jordan_feeds_back_the_output_not_the_hidden_state():
+    cell = JordanCell(2, 3, output_size=2, output_activation="identity")
+    with torch.no_grad():
+        cell.weight_ih.zero_()
+        cell.weight_hy.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+        cell.weight_yh.copy_(torch.ones(3, 2))
+    # the previous output enters the hidden layer through weight_yh
+    y, state = cell(torch.zeros(1, 2), JordanState(torch.tensor([[1.0, 1.0]])))
+    torch.testing.assert_close(y, torch.tensor([[torch.sigmoid(torch.tensor(2.0)).item(), 0.0]]))
+    torch.testing.assert_close(state.y, y)
+    assert cell.output_size == 2
+
+
+def test_jordan_softmax_output_is_a_distribution():
+    cell = JordanCell(3, 4, output_size=6)
+    out, _ = memnets.Recurrent(cell)(torch.randn(5, 2, 3))
+    torch.testing.assert_close(out.sum(-1), torch.ones(5, 2))
+
+
+def test_jordan_rejects_unknown_activation():
+    with pytest.raises(ValueError, match="output_activation"):
+        JordanCell(3, 4, output_activation="softplus")
+    with pytest.raises(ValueError, match="nonlinearity"):
+        JordanCell(3, 4, nonlinearity="gelu")

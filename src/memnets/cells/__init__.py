@@ -8,6 +8,7 @@ from memnets.cells.base import RecurrentCell
 from memnets.cells.elman import ElmanCell, ElmanState
 from memnets.cells.gru import GRUCell, GRUState
 from memnets.cells.irnn import IRNNCell
+from memnets.cells.jordan import JordanCell, JordanState
 from memnets.cells.lstm import LSTMCell, LSTMState
 from memnets.cells.registry import (
     cell_names,
@@ -22,9 +23,11 @@ register_cell("elman", ElmanCell)
 register_cell("lstm", LSTMCell)
 register_cell("gru", GRUCell)
 register_cell("irnn", IRNNCell)
+register_cell("jordan", JordanCell)
 
 __all__ = [
-    "ElmanCell", "ElmanState", "GRUCell", "GRUState", "IRNNCell", "LSTMCell", "LSTMState",
+    "ElmanCell", "ElmanState", "GRUCell", "GRUState", "IRNNCell", "JordanCell", "JordanState",
+    "LSTMCell", "LSTMState",
     "RecurrentCell", "cell_names", "make_cell", "make_stack", "register_cell",
     "register_stack", "stack_names",
 ]
