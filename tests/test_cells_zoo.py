@@ -15,7 +15,16 @@ import torch
 from torch.autograd import gradcheck
 
 import memnets
-from memnets.cells import IRNNCell, JordanCell, JordanState
+from memnets.cells import (
+    IndRNNCell,
+    IndRNNState,
+    IRNNCell,
+    JordanCell,
+    JordanState,
+    SCRNCell,
+    SCRNState,
+    constrain_all_,
+)
 
 H_IN, H = 3, 4
 
@@ -30,6 +39,11 @@ ZOO = {
          "self_connection": 0.5},
     ),
     "jordan_nobias": ("jordan", {"bias": False, "output_activation": "sigmoid"}),
+    "scrn": ("scrn", {"context_size": 2}),
+    "scrn_paper": ("scrn", {"bias": False, "alpha": 0.7}),
+    "scrn_tanh": ("scrn", {"context_size": 5, "nonlinearity": "tanh"}),
+    "indrnn": ("indrnn", {}),
+    "indrnn_tanh_nobias": ("indrnn", {"nonlinearity": "tanh", "bias": False}),
 }
 
 
@@ -92,7 +106,40 @@ def naive_jordan(cell):
     return step
 
 
-NAIVE = {"irnn": naive_irnn, "jordan": naive_jordan}
+def naive_scrn(cell):
+    # Mikolov et al. 2015, eq. for the context units and the hidden layer:
+    # s_t = (1 - a) B x_t + a s_{t-1};  h_t = sigma(P s_t + A x_t + R h_{t-1})
+    a = cell.alpha
+    B, A, P, R = cell.weight_xs, cell.weight_xh, cell.weight_sh, cell.weight_hh
+    b = 0 if cell.bias is None else cell.bias
+    sigma = (lambda z: 1 / (1 + torch.exp(-z))) if cell.nonlinearity == "sigmoid" else torch.tanh
+
+    def step(x, st):
+        h, s = st
+        s = (1 - a) * (x @ B.T) + a * s
+        h = sigma(s @ P.T + x @ A.T + h @ R.T + b)
+        return torch.cat([h, s], 1), (h, s)
+
+    return step
+
+
+def naive_indrnn(cell):
+    # Li et al. 2018: h_t = sigma(W x_t + u * h_{t-1} + b), unit by unit
+    act = torch.relu if cell.nonlinearity == "relu" else torch.tanh
+    b = cell.bias if cell.bias is not None else torch.zeros(H, dtype=cell.weight_ih.dtype)
+
+    def step(x, st):
+        (h,) = st
+        new = []
+        for n in range(cell.hidden_size):
+            new.append(act(x @ cell.weight_ih[n] + cell.weight_hh[n] * h[:, n] + b[n]))
+        h = torch.stack(new, 1)
+        return h, (h,)
+
+    return step
+
+
+NAIVE = {"irnn": naive_irnn, "jordan": naive_jordan, "scrn": naive_scrn, "indrnn": naive_indrnn}
 
 
 def paper_param_count(key: str) -> int:
@@ -104,6 +151,11 @@ def paper_param_count(key: str) -> int:
     if name == "jordan":
         O = opts.get("output_size", H)
         return H * H_IN + H * O + O * H + (H + O if bias else 0)
+    if name == "scrn":
+        S = opts.get("context_size", H)
+        return S * H_IN + H * H_IN + H * S + H * H + (H if bias else 0)
+    if name == "indrnn":
+        return H * H_IN + H + (H if bias else 0)
     raise KeyError(name)
 
 
@@ -232,3 +284,50 @@ def test_jordan_rejects_unknown_activation():
         JordanCell(3, 4, output_activation="softplus")
     with pytest.raises(ValueError, match="nonlinearity"):
         JordanCell(3, 4, nonlinearity="gelu")
+
+
+def test_scrn_context_units_are_a_fixed_exponential_average():
+    cell = SCRNCell(1, 2, context_size=1, alpha=0.9)
+    with torch.no_grad():
+        cell.weight_xs.fill_(1.0)
+    x = torch.ones(30, 1, 1)
+    out, state = memnets.Recurrent(cell)(x)
+    # s_t = 0.1 * sum_k 0.9^k = 1 - 0.9^t for a constant input of 1
+    t = torch.arange(1, 31, dtype=torch.float32)
+    torch.testing.assert_close(out[:, 0, 2], 1 - 0.9**t)
+    assert isinstance(state, SCRNState) and cell.output_size == 3
+    # alpha is a constant, not a parameter
+    assert "alpha" not in dict(cell.named_parameters())
+
+
+def test_scrn_rejects_bad_alpha():
+    with pytest.raises(ValueError, match="alpha"):
+        SCRNCell(2, 3, alpha=1.5)
+
+
+def test_indrnn_constraint_clips_magnitudes_keeping_signs():
+    cell = IndRNNCell(2, 6, recurrent_max=0.5, recurrent_min=0.1)
+    assert cell.weight_hh.abs().max() <= 0.5
+    with torch.no_grad():
+        cell.weight_hh.copy_(torch.tensor([2.0, -3.0, 0.05, -0.01, 0.3, -0.2]))
+    model = torch.nn.Sequential(memnets.Recurrent(cell))
+    constrain_all_(model)
+    torch.testing.assert_close(cell.weight_hh, torch.tensor([0.5, -0.5, 0.1, -0.1, 0.3, -0.2]))
+    # the paper's bound 2^(1/T): over T steps a unit's recurrent product is at most 2
+    T = 100
+    cell = IndRNNCell(2, 6, recurrent_max=2 ** (1 / T))
+    assert float(cell.weight_hh.detach().abs().max() ** T) <= 2 + 1e-5
+
+
+def test_indrnn_units_are_independent_over_time():
+    cell = IndRNNCell(2, 3)
+    with torch.no_grad():
+        cell.weight_ih.zero_()
+        cell.weight_hh.copy_(torch.tensor([0.5, 1.0, 0.0]))
+    y, _ = cell(torch.zeros(1, 2), IndRNNState(torch.tensor([[2.0, 3.0, 4.0]])))
+    torch.testing.assert_close(y, torch.tensor([[1.0, 3.0, 0.0]]))
+
+
+def test_indrnn_rejects_bad_bounds():
+    with pytest.raises(ValueError, match="recurrent_min"):
+        IndRNNCell(2, 3, recurrent_max=0.5, recurrent_min=0.9)

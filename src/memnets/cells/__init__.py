@@ -7,9 +7,11 @@ registered by name for :func:`make_cell`.
 from memnets.cells.base import RecurrentCell
 from memnets.cells.elman import ElmanCell, ElmanState
 from memnets.cells.gru import GRUCell, GRUState
+from memnets.cells.indrnn import IndRNNCell, IndRNNState, constrain_all_
 from memnets.cells.irnn import IRNNCell
 from memnets.cells.jordan import JordanCell, JordanState
 from memnets.cells.lstm import LSTMCell, LSTMState
+from memnets.cells.lstmn import LSTMN, LSTMNCell, LSTMNState
 from memnets.cells.registry import (
     cell_names,
     make_cell,
@@ -18,16 +20,37 @@ from memnets.cells.registry import (
     register_stack,
     stack_names,
 )
+from memnets.cells.scrn import SCRNCell, SCRNState
 
 register_cell("elman", ElmanCell)
 register_cell("lstm", LSTMCell)
 register_cell("gru", GRUCell)
 register_cell("irnn", IRNNCell)
+register_cell("lstmn", LSTMNCell)
 register_cell("jordan", JordanCell)
+register_cell("scrn", SCRNCell)
+register_cell("indrnn", IndRNNCell)
 
 __all__ = [
-    "ElmanCell", "ElmanState", "GRUCell", "GRUState", "IRNNCell", "JordanCell", "JordanState",
-    "LSTMCell", "LSTMState",
-    "RecurrentCell", "cell_names", "make_cell", "make_stack", "register_cell",
-    "register_stack", "stack_names",
+    "ElmanCell",
+    "ElmanState",
+    "GRUCell",
+    "GRUState",
+    "IRNNCell",
+    "IndRNNCell",
+    "IndRNNState",
+    "JordanCell",
+    "JordanState",
+    "LSTMCell",
+    "LSTMState",
+    "RecurrentCell",
+    "SCRNCell",
+    "SCRNState",
+    "cell_names",
+    "constrain_all_",
+    "make_cell",
+    "make_stack",
+    "register_cell",
+    "register_stack",
+    "stack_names",
 ]
