@@ -1,0 +1,234 @@
+r"""End-to-end memory network (MemN2N) for question answering over a story.
+
+Sukhbaatar, Szlam, Weston & Fergus, "End-to-end memory networks", 2015.
+
+The model imports only torch; data come as padded id tensors (see
+:class:`memnets.data.babi.BabiBatch`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ENCODINGS = ("bow", "pe")
+TYINGS = ("adjacent", "layerwise")
+
+
+def position_encoding(lengths: Tensor, max_len: int, dim: int) -> Tensor:
+    r"""The paper's position encoding weights :math:`l_{kj}`.
+
+    .. math::
+        l_{kj} = (1 - j/J) - (k/d)\,(1 - 2j/J), \quad j = 1..J,\; k = 1..d
+
+    with :math:`J` the number of words of each sentence (not the padded width).
+
+    Args:
+        lengths: ``(*)`` words per sentence.
+        max_len: the padded width ``J_max``.
+        dim: the embedding size ``d``.
+
+    Returns:
+        ``(*, J_max, d)``; entries past a sentence's length are meaningless
+        (they multiply zero padding embeddings).
+    """
+    J = lengths.clamp(min=1).to(torch.get_default_dtype()).unsqueeze(-1).unsqueeze(-1)
+    j = torch.arange(1, max_len + 1, device=lengths.device).view(max_len, 1).to(J.dtype)
+    k = torch.arange(1, dim + 1, device=lengths.device).view(1, dim).to(J.dtype)
+    return (1 - j / J) - (k / dim) * (1 - 2 * j / J)  # (*, J_max, d)
+
+
+class MemN2N(nn.Module):
+    r"""End-to-end memory network with K hops.
+
+    For a story :math:`x_1..x_n` (:math:`x_1` the most recent sentence) and a
+    question :math:`q`, with :math:`\phi` the sentence encoding (BoW:
+    :math:`\phi_E(x) = \sum_j E x_j`; PE: :math:`\sum_j l_j \circ E x_j`):
+
+    .. math::
+        u^1 = \phi_B(q) \\
+        m^k_i = \phi_{A^k}(x_i) + T^k_A(i), \quad c^k_i = \phi_{C^k}(x_i) + T^k_C(i) \\
+        p^k_i = \mathrm{softmax}_i(u^{k\top} m^k_i), \quad o^k = \sum_i p^k_i c^k_i \\
+        u^{k+1} = u^k + o^k \;\;\text{(adjacent)}, \qquad
+        u^{k+1} = H u^k + o^k \;\;\text{(layer-wise)} \\
+        \hat a = \mathrm{softmax}(W u^{K+1})
+
+    Tying. *Adjacent*: :math:`A^{k+1} = C^k`, :math:`B = A^1`, :math:`W^\top = C^K`
+    (K + 1 embedding matrices), the same for :math:`T_A, T_C`. *Layer-wise*:
+    :math:`A^k = A`, :math:`C^k = C` for all k, separate :math:`B` and :math:`W`,
+    and a linear map :math:`H`.
+
+    Linear start (LS): with ``model.linear = True`` the softmax of every hop is
+    removed (:math:`p^k_i = u^{k\top} m^k_i`); the final softmax stays.
+
+    Random noise (RN): in training, each memory is followed by an empty memory
+    with probability ``random_noise`` (about that fraction of empty memories),
+    which shifts the temporal indices :math:`i` of everything older.
+
+    Shapes (B = batch, M = memories, J = words per sentence, Q = question
+    words, V = ``vocab_size``, K = ``hops``):
+
+    * story: ``(B, M, J)`` word ids, oldest sentence first, 0 = padding.
+    * story_lengths: ``(B,)`` valid memories (the first ``story_lengths[b]`` rows).
+    * question: ``(B, Q)`` word ids.
+    * output: logits ``(B, V)``; with ``return_attention``, also ``(B, K, M)``
+      the weights :math:`p^k` (in the input's sentence order).
+
+    Args:
+        vocab_size: V, answers included (they are words of the vocabulary).
+        embed_dim: d.
+        hops: K (default 3).
+        memory_size: rows of the temporal matrices; stories must not be longer.
+        encoding: ``"pe"`` (position encoding) or ``"bow"`` (bag of words).
+        temporal: add the temporal encodings :math:`T_A, T_C`.
+        tying: ``"adjacent"`` or ``"layerwise"``.
+        random_noise: fraction of empty memories inserted in training (0 = off).
+        init_std: standard deviation of the Gaussian initialisation (0.1).
+        pad_id: the id whose embedding is kept at zero.
+
+    Departures from the paper: padded memory slots are masked out of the
+    attention (the paper's code fills them with empty sentences that still get
+    a temporal vector); a temporal index beyond ``memory_size`` (possible only
+    with random noise) is clamped to the last row.
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int = 20, hops: int = 3, *,
+                 memory_size: int = 50, encoding: str = "pe", temporal: bool = True,
+                 tying: str = "adjacent", random_noise: float = 0.0, init_std: float = 0.1,
+                 pad_id: int = 0):
+        super().__init__()
+        if encoding not in ENCODINGS:
+            raise ValueError(f"expected encoding in {ENCODINGS}, got {encoding!r}")
+        if tying not in TYINGS:
+            raise ValueError(f"expected tying in {TYINGS}, got {tying!r}")
+        if hops < 1:
+            raise ValueError(f"expected hops >= 1, got {hops}")
+        if not 0 <= random_noise < 1:
+            raise ValueError(f"expected 0 <= random_noise < 1, got {random_noise}")
+        self.vocab_size, self.embed_dim, self.hops = vocab_size, embed_dim, hops
+        self.memory_size, self.encoding, self.temporal = memory_size, encoding, temporal
+        self.tying, self.random_noise, self.pad_id = tying, random_noise, pad_id
+        self.init_std = init_std
+        self.linear = False
+        V, d = vocab_size, embed_dim
+        if tying == "adjacent":
+            # embed[0] = B = A^1, embed[k] = C^k = A^{k+1}, embed[K] = C^K = W^T
+            self.embed = nn.ParameterList([nn.Parameter(torch.empty(V, d))
+                                           for _ in range(hops + 1)])
+            if temporal:
+                self.time = nn.ParameterList([nn.Parameter(torch.empty(memory_size, d))
+                                              for _ in range(hops + 1)])
+        else:
+            self.embed = nn.ParameterList([nn.Parameter(torch.empty(V, d))
+                                           for _ in range(3)])  # B, A, C
+            self.out = nn.Parameter(torch.empty(V, d))  # W
+            self.H = nn.Parameter(torch.empty(d, d))
+            if temporal:
+                self.time = nn.ParameterList([nn.Parameter(torch.empty(memory_size, d))
+                                              for _ in range(2)])  # T_A, T_C
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Every matrix from N(0, init_std^2), as in the paper; padding rows zero."""
+        for p in self.parameters():
+            nn.init.normal_(p, 0.0, self.init_std)
+        with torch.no_grad():
+            for e in self.embed:
+                e[self.pad_id].zero_()
+            if self.tying == "layerwise":
+                self.out[self.pad_id].zero_()
+
+    # -- which matrix plays which role -------------------------------------------------
+    def _B(self) -> Tensor:
+        return self.embed[0]
+
+    def _A(self, k: int) -> Tensor:  # k = 0..K-1
+        return self.embed[k] if self.tying == "adjacent" else self.embed[1]
+
+    def _C(self, k: int) -> Tensor:
+        return self.embed[k + 1] if self.tying == "adjacent" else self.embed[2]
+
+    def _TA(self, k: int) -> Tensor:
+        return self.time[k] if self.tying == "adjacent" else self.time[0]
+
+    def _TC(self, k: int) -> Tensor:
+        return self.time[k + 1] if self.tying == "adjacent" else self.time[1]
+
+    def _W(self) -> Tensor:
+        return self.embed[self.hops] if self.tying == "adjacent" else self.out
+
+    # -- pieces ---------------------------------------------------------------------
+    def _encode(self, ids: Tensor, weight: Tensor, pe: Tensor | None) -> Tensor:
+        emb = F.embedding(ids, weight, padding_idx=self.pad_id)  # (..., J, d)
+        if pe is not None:
+            emb = emb * pe
+        return emb.sum(-2)  # (..., d)
+
+    def time_index(self, story_lengths: Tensor, M: int) -> Tensor:
+        """Temporal index of each memory slot, 0 = most recent; ``(B, M)``.
+
+        In training with ``random_noise`` > 0, empty memories are drawn after
+        each sentence (Bernoulli per slot) and shift the indices of older ones.
+        """
+        slot = torch.arange(M, device=story_lengths.device).unsqueeze(0)  # (1, M)
+        valid = slot < story_lengths.unsqueeze(1)  # (B, M)
+        index = (story_lengths.unsqueeze(1) - 1 - slot).clamp(min=0)  # (B, M)
+        if self.training and self.random_noise > 0:
+            gaps = (torch.rand(valid.shape, device=valid.device) < self.random_noise) & valid
+            # empties after slot i and before the question: a reverse cumulative sum
+            after = gaps.flip(1).long().cumsum(1).flip(1)  # (B, M)
+            index = index + after
+        return index.clamp(max=self.memory_size - 1)
+
+    def forward(self, story: Tensor, story_lengths: Tensor, question: Tensor, *,
+                return_attention: bool = False):
+        if story.dim() != 3:
+            raise ValueError(f"expected story of shape (B, M, J), got {tuple(story.shape)}")
+        B, M, J = story.shape
+        if question.dim() != 2 or question.shape[0] != B:
+            raise ValueError(f"expected question of shape ({B}, Q), got {tuple(question.shape)}")
+        if story_lengths.shape != (B,):
+            raise ValueError(
+                f"expected story_lengths of shape ({B},), got {tuple(story_lengths.shape)}")
+        if M > self.memory_size and self.temporal:
+            raise ValueError(f"expected at most memory_size={self.memory_size} memories, got {M}")
+        valid = torch.arange(M, device=story.device).unsqueeze(0) < story_lengths.unsqueeze(1)
+        if self.encoding == "pe":
+            d = self.embed_dim
+            pe_story = position_encoding((story != self.pad_id).sum(-1), J, d)  # (B, M, J, d)
+            pe_q = position_encoding((question != self.pad_id).sum(-1), question.shape[1], d)
+        else:
+            pe_story = pe_q = None
+        tidx = self.time_index(story_lengths, M) if self.temporal else None  # (B, M)
+
+        u = self._encode(question, self._B(), pe_q)  # (B, d)
+        attention = []
+        m_words = self._encode(story, self._A(0), pe_story)  # (B, M, d)
+        for k in range(self.hops):
+            m = m_words + F.embedding(tidx, self._TA(k)) if self.temporal else m_words
+            scores = torch.einsum("bmd,bd->bm", m, u)  # (B, M)
+            if self.linear:
+                p = scores.masked_fill(~valid, 0.0)
+            else:
+                p = scores.masked_fill(~valid, float("-inf")).softmax(-1)
+                p = p.masked_fill(~valid, 0.0)  # a story with no memory: zeros, not NaN
+            c_words = self._encode(story, self._C(k), pe_story)  # (B, M, d)
+            c = c_words + F.embedding(tidx, self._TC(k)) if self.temporal else c_words
+            o = torch.einsum("bm,bmd->bd", p, c)  # (B, d)
+            u = (u @ self.H.T if self.tying == "layerwise" else u) + o
+            attention.append(p)
+            if self.tying == "adjacent":
+                m_words = c_words  # A^{k+1} = C^k
+        W = self._W()
+        keep = torch.ones(W.shape[0], 1, dtype=W.dtype, device=W.device)
+        keep[self.pad_id] = 0  # the padding word is no answer and its row stays zero
+        logits = u @ (W * keep).T  # (B, V)
+        if return_attention:
+            return logits, torch.stack(attention, 1)  # (B, K, M)
+        return logits
+
+    def extra_repr(self) -> str:
+        return (f"vocab_size={self.vocab_size}, embed_dim={self.embed_dim}, hops={self.hops}, "
+                f"encoding={self.encoding!r}, temporal={self.temporal}, tying={self.tying!r}, "
+                f"random_noise={self.random_noise}")
