@@ -1,0 +1,464 @@
+"""Recipes: YAML files loaded into one dataclass per component, strictly checked.
+
+A recipe is a small YAML file with the sections below; every section is a
+dataclass whose fields are the only keys allowed in it::
+
+    task: adding              # a registered task (memnets.tasks) or "package.module:Class"
+    extends: adding           # optional: start from another recipe and override it
+    info:    {description: ..., dataset: ..., target: ...}   # shown by `memnets recipes`
+    data:    {batch_size: 50, T: 100}        # the task's DataConfig (subclass of DataConfig)
+    model:   {cell: lstm, hidden_size: 128}  # the task's ModelConfig (subclass of ModelConfig)
+    optimizer: {name: adam, lr: 1.0e-3, grad_clip: 1.0}
+    schedule:  {name: cosine, warmup_steps: 100}
+    trainer:   {max_steps: 2000, eval_every: 200, seed: 0}
+
+The ``data`` and ``model`` sections carry task-specific fields: a task declares
+its own dataclasses for them (subclasses of :class:`DataConfig` and
+:class:`ModelConfig`), so they are checked as strictly as the rest.  An unknown
+key raises :class:`ConfigError` naming the key and the valid ones; a value of the
+wrong type raises :class:`ConfigError` naming the field and the expected type.
+
+Overrides use dotted paths: ``--set model.hidden_size=256`` (the value is read
+as YAML: ``256``, ``1.0e-3``, ``true``, ``[0.9, 0.98]``, ``null``).
+
+This module imports only the standard library, PyYAML and :mod:`memnets.tasks`
+(lazily, to find a task's config classes).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A recipe or override is invalid (the command line exits with status 2)."""
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass
+class InfoConfig:
+    """What ``memnets recipes`` shows: free text, not used by training."""
+
+    description: str = ""
+    dataset: str = "none"  # the dataset the recipe needs (a folder of the data root)
+    target: str = ""  # the published number the recipe aims at, with its source
+
+
+@dataclass
+class DataConfig:
+    """Fields every task's data section has; a task subclasses it to add its own.
+
+    Args:
+        dir: the data root; ``None`` uses :func:`memnets.data.data_root`.
+        batch_size: the *global* batch size (split across processes under DDP).
+        eval_batch_size: batch size for evaluation; ``None`` = ``batch_size``.
+        num_workers: DataLoader worker processes.
+    """
+
+    dir: str | None = None
+    batch_size: int = 32
+    eval_batch_size: int | None = None
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """Fields every task's model section has; a task subclasses it to add its own.
+
+    Args:
+        cell: a name known to :func:`memnets.make_cell` (``lstm``, ``gru``, ``elman``, ...).
+        hidden_size: hidden units per layer.
+        num_layers: stacked recurrent layers.
+        dropout: dropout between layers / on non-recurrent connections (task-defined).
+        cell_options: extra keyword arguments for the cell's constructor
+            (e.g. ``{nonlinearity: relu}`` for ``elman``).
+    """
+
+    cell: str = "lstm"
+    hidden_size: int = 128
+    num_layers: int = 1
+    dropout: float = 0.0
+    cell_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimizerConfig:
+    """The optimizer and gradient clipping.
+
+    ``sgd`` uses ``momentum`` and ``nesterov``; ``rmsprop`` uses ``alpha``,
+    ``momentum`` and ``eps``; ``adam``/``adamw`` use ``betas`` and ``eps``.
+    ``grad_clip`` is the maximum global gradient norm (``None``: no clipping).
+    """
+
+    name: Literal["sgd", "rmsprop", "adam", "adamw"] = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    alpha: float = 0.99
+    grad_clip: float | None = None
+
+
+@dataclass
+class ScheduleConfig:
+    """The learning-rate schedule (a factor times ``optimizer.lr``).
+
+    * ``constant``: no change.
+    * ``step``: multiply by ``gamma`` at epoch ``start_epoch`` (0-based) and then
+      every ``step_size`` epochs (Zaremba et al. 2014: start 4, step 1, gamma 0.5).
+    * ``plateau``: multiply by ``gamma`` when the dev main metric has not improved
+      by more than ``threshold`` (relative) for more than ``patience`` evaluations.
+    * ``cosine``: cosine decay from ``lr`` to ``min_lr`` over ``total_steps``
+      (default: the trainer's step budget).
+
+    ``warmup_steps`` (any schedule) ramps the rate linearly from 0 over the first steps.
+    """
+
+    name: Literal["constant", "step", "plateau", "cosine"] = "constant"
+    gamma: float = 0.5
+    step_size: int = 1
+    start_epoch: int = 0
+    patience: int = 0
+    threshold: float = 0.0
+    warmup_steps: int = 0
+    min_lr: float = 0.0
+    total_steps: int | None = None
+
+
+@dataclass
+class TrainerConfig:
+    """The training loop.
+
+    Args:
+        max_epochs: passes over the training split.
+        max_steps: optimizer steps; stops at whichever budget ends first.
+        eval_every: evaluate the dev split every this many steps (``None``: each epoch).
+        checkpoint_every: write a checkpoint every this many steps (``None``: at
+            each evaluation).  The latest checkpoint is always the one written last.
+        early_stopping: stop after this many evaluations without improvement of
+            the dev main metric (``None``: never).
+        select: ``best`` evaluates the best dev checkpoint at the end; ``last`` the last.
+        test: evaluate the test split at the end (if the task has one).
+        seed: seeds python, numpy and torch; the data order depends on it too.
+        deterministic: ``torch.use_deterministic_algorithms(True)`` and friends.
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+        precision: ``bf16`` runs the forward pass under bfloat16 autocast.
+        log_every: steps between log lines / metric rows.
+        progress: show a progress bar.
+        tensorboard: also log to TensorBoard (when installed).
+    """
+
+    max_epochs: int = 10
+    max_steps: int | None = None
+    eval_every: int | None = None
+    checkpoint_every: int | None = None
+    early_stopping: int | None = None
+    select: Literal["best", "last"] = "best"
+    test: bool = True
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    log_every: int = 50
+    progress: bool = True
+    tensorboard: bool = True
+
+
+@dataclass
+class Config:
+    """A whole recipe.  ``data`` and ``model`` are the task's own subclasses."""
+
+    task: str
+    info: InfoConfig = field(default_factory=InfoConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def to_dict(self) -> dict:
+        """Plain dict (YAML/JSON-ready) of every field, defaults included."""
+        return dataclasses.asdict(self)
+
+
+_TOP_LEVEL = ("task", "extends", "info", "data", "model", "optimizer", "schedule", "trainer")
+_SECTIONS = {
+    "info": InfoConfig,
+    "optimizer": OptimizerConfig,
+    "schedule": ScheduleConfig,
+    "trainer": TrainerConfig,
+}
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(tp))
+        return f"{origin.__name__}[{args}]"
+    if tp is type(None):
+        return "null"
+    if tp is Any:
+        return "any value"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value, tp, where: str):
+    """Return ``value`` checked (and mildly coerced) against the annotation ``tp``."""
+    if tp is Any:
+        return value
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(tp):
+            try:
+                return _convert(value, option, where)
+            except ConfigError as e:
+                errors.append(e)
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        key_t, val_t = typing.get_args(tp) or (Any, Any)
+        return {_convert(k, key_t, where): _convert(v, val_t, f"{where}.{k}")
+                for k, v in value.items()}
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{where}: expected null, got {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected bool (true/false), got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected int, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected float, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected str, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return build_section(tp, value, where)
+    raise ConfigError(f"{where}: unsupported field type {tp!r}")  # pragma: no cover
+
+
+def build_section(cls, values: dict | None, where: str):
+    """Build dataclass ``cls`` from a mapping, strictly.
+
+    Raises :class:`ConfigError` for an unknown key (naming the valid ones), a
+    missing required field, or a value of the wrong type.
+    """
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping of fields, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{where}: unknown key {key!r}{hint}; valid keys: {', '.join(fields)}"
+            )
+        kwargs[key] = _convert(value, hints[key], f"{where}.{key}")
+    missing = [n for n, f in fields.items() if n not in kwargs
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{where}: missing required field(s) {', '.join(missing)}")
+    obj = cls(**kwargs)
+    check = getattr(obj, "validate", None)
+    if callable(check):
+        try:
+            check()
+        except ConfigError:
+            raise
+        except ValueError as e:
+            raise ConfigError(f"{where}: {e}") from None
+    return obj
+
+
+# --------------------------------------------------------------------------- recipes
+
+
+def recipe_names() -> list[str]:
+    """Names of the recipes shipped in ``memnets/recipes``, sorted."""
+    folder = resources.files("memnets") / "recipes"
+    if not folder.is_dir():
+        return []
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def recipe_path(name_or_path: str) -> Path:
+    """A shipped recipe's file by name, or the user's YAML file by path."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise ConfigError(f"recipe file {name_or_path} does not exist")
+        return p
+    shipped = Path(str(resources.files("memnets") / "recipes" / f"{name_or_path}.yaml"))
+    if not shipped.is_file():
+        names = recipe_names()
+        close = difflib.get_close_matches(name_or_path, names, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ConfigError(
+            f"unknown recipe {name_or_path!r}{hint}; expected a path to a .yaml file or "
+            f"one of: {', '.join(names) or '(none shipped)'}"
+        )
+    return shipped
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "cell_options":
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def load_raw(name_or_path: str, _seen: tuple = ()) -> dict:
+    """The recipe as a plain dict, with ``extends`` resolved (no checking yet)."""
+    path = recipe_path(name_or_path)
+    raw = _read_yaml(path)
+    parent = raw.pop("extends", None)
+    if parent is not None:
+        if not isinstance(parent, str):
+            raise ConfigError(f"{path}: extends: expected a recipe name or path, got {parent!r}")
+        if parent in _seen:
+            raise ConfigError(f"{path}: recipes extend each other in a cycle: {parent}")
+        base_arg = parent
+        if not recipe_path_is_name(parent):
+            base_arg = str(path.parent / parent)
+        raw = _merge(load_raw(base_arg, _seen + (name_or_path,)), raw)
+    return raw
+
+
+def recipe_path_is_name(s: str) -> bool:
+    return not (s.endswith((".yaml", ".yml")) or "/" in s)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"model.hidden_size=256"`` -> ``(["model", "hidden_size"], 256)``."""
+    if "=" not in text:
+        raise ConfigError(f"--set: expected KEY=VALUE such as model.hidden_size=256, got {text!r}")
+    key, value = text.split("=", 1)
+    keys = key.strip().split(".")
+    if not all(keys):
+        raise ConfigError(f"--set: expected a dotted key such as trainer.seed, got {key!r}")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return keys, parsed
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``--set`` overrides to a raw recipe dict (checked later by :func:`from_dict`)."""
+    raw = copy.deepcopy(raw)
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        node = raw
+        for k in keys[:-1]:
+            nxt = node.get(k)
+            if nxt is None:
+                nxt = node[k] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {text}: {k!r} is not a section")
+            node = nxt
+        node[keys[-1]] = value
+    return raw
+
+
+def from_dict(raw: dict, *, source: str = "recipe") -> Config:
+    """Check a raw recipe dict and build the :class:`Config` (task sections included)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections, got {raw!r}")
+    for key in raw:
+        if key not in _TOP_LEVEL:
+            close = difflib.get_close_matches(str(key), _TOP_LEVEL, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{source}: unknown key {key!r}{hint}; valid keys: {', '.join(_TOP_LEVEL)}"
+            )
+    task_name = raw.get("task")
+    if not isinstance(task_name, str) or not task_name:
+        raise ConfigError(f"{source}: expected 'task: NAME' (a registered task), got {task_name!r}")
+    from memnets.tasks import get_task
+
+    try:
+        task_cls = get_task(task_name)
+    except KeyError as e:
+        raise ConfigError(f"{source}: {e.args[0]}") from None
+    kwargs: dict[str, Any] = {"task": task_name}
+    for name, cls in _SECTIONS.items():
+        kwargs[name] = build_section(cls, raw.get(name), f"{source}: {name}")
+    kwargs["data"] = build_section(task_cls.DataConfig, raw.get("data"), f"{source}: data")
+    kwargs["model"] = build_section(task_cls.ModelConfig, raw.get("model"), f"{source}: model")
+    return Config(**kwargs)
+
+
+def load_config(name_or_path: str, overrides: list[str] | None = None) -> Config:
+    """Load a recipe by shipped name or path, apply ``--set`` overrides, check it."""
+    raw = apply_overrides(load_raw(name_or_path), overrides or [])
+    return from_dict(raw, source=str(name_or_path))
+
+
+def dump_config(config: Config) -> str:
+    """YAML text of a config (every field), loadable again with :func:`from_dict`."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

@@ -1,0 +1,330 @@
+"""The :class:`Task` interface: what an application implements to get training,
+evaluation, prediction and checkpointing from the engine.
+
+A task knows its data (splits, batches), builds its model from the recipe's
+``model`` section, computes the loss and additive statistics of a batch, and
+turns summed statistics into metrics.  The trainer (:mod:`memnets.train`) does
+the rest: optimisation, schedules, clipping, early stopping, checkpoints,
+logging, DDP.  See ``docs/engine.md`` for a walk-through.
+
+This module imports torch and :mod:`memnets.config` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from memnets.config import DataConfig, ModelConfig
+
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass
+class StepOutput:
+    """What :meth:`Task.step` returns for one batch.
+
+    Attributes:
+        loss: scalar tensor to minimise (the mean over the batch, usually); the
+            trainer calls ``loss.backward()`` on it.
+        stats: additive statistics of the batch, summed by the trainer over
+            batches (and over processes under DDP) and turned into metrics by
+            :meth:`Task.metrics`: e.g. ``{"loss": sum_of_losses, "count": n,
+            "correct": k}``.  Values are Python numbers or 0-dim tensors.
+        size: examples (or tokens) in the batch, for the throughput display.
+        state: the state to carry into the next batch in stateful mode
+            (:attr:`Task.stateful`); the trainer detaches it.  ``None`` otherwise.
+    """
+
+    loss: Tensor
+    stats: dict[str, float | Tensor]
+    size: int
+    state: Any = None
+
+
+class Task:
+    """Base class of all tasks.  Subclass it and register it with :func:`register_task`.
+
+    Class attributes to set:
+        name: the name recipes use (``task: adding``).
+        DataConfig: a dataclass subclassing :class:`memnets.config.DataConfig`
+            that declares the task's ``data`` fields (checked strictly).
+        ModelConfig: likewise for the ``model`` section.
+        main_metric: the key of :meth:`metrics` used for early stopping, the
+            plateau schedule and model selection.
+        higher_is_better: whether a larger ``main_metric`` is better.
+        size_unit: ``"ex"`` (examples) or ``"tok"`` (tokens), for the progress bar.
+        stateful: truncated BPTT: the trainer passes each batch's returned
+            ``state`` (detached) to the next training batch; it resets to ``None``
+            at the start of each epoch and of each evaluation.  The task's
+            :meth:`batches` must then yield consecutive chunks of the streams.
+
+    Life cycle (the engine calls, in order):
+        1. ``task = Cls(data_config, data_dir)`` — cheap, reads nothing.
+        2. a fresh run calls :meth:`setup` (read the training data, build
+           vocabularies); a resumed run, ``eval``, ``predict`` and ``generate``
+           call :meth:`load_state_dict` with what :meth:`state_dict` returned.
+        3. :meth:`build_model` with the recipe's ``model`` section.
+        4. :meth:`batches` / :meth:`step` / :meth:`evaluate` / :meth:`predict`.
+
+    Args:
+        data: the recipe's ``data`` section (an instance of ``self.DataConfig``).
+        data_dir: the resolved data root (:func:`memnets.data.data_root`), or
+            ``None`` for tasks that need no files.
+    """
+
+    name: ClassVar[str] = ""
+    DataConfig: ClassVar[type] = DataConfig
+    ModelConfig: ClassVar[type] = ModelConfig
+    main_metric: ClassVar[str] = "loss"
+    higher_is_better: ClassVar[bool] = False
+    size_unit: ClassVar[str] = "ex"
+    stateful: ClassVar[bool] = False
+    needs_data: ClassVar[bool] = True
+
+    def __init__(self, data: DataConfig, data_dir: Path | None = None) -> None:
+        self.config = data
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+
+    # ------------------------------------------------------------------ state
+
+    def setup(self) -> None:
+        """Prepare a fresh run: read what the model's shape depends on (vocabularies).
+
+        Raise :class:`memnets.data.DataError` with a clear message when files are missing.
+        """
+
+    def state_dict(self) -> dict:
+        """JSON-serialisable state needed to rebuild the task without data (vocabularies)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned (called instead of :meth:`setup`)."""
+
+    # ------------------------------------------------------------------ data
+
+    def splits(self) -> tuple[str, ...]:
+        """The splits this task has, among ``train``, ``dev``, ``test``."""
+        return SPLITS
+
+    def dataset(self, split: str):
+        """A map-style dataset (``len`` and ``[i]``) of the split's examples.
+
+        Used by the default :meth:`batches`; override either this (plus
+        :meth:`collate`) or :meth:`batches` itself.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement dataset() or batches()")
+
+    def collate(self, examples: list) -> Any:
+        """Turn a list of examples into a batch (default: ``torch.utils.data.default_collate``)."""
+        return torch.utils.data.default_collate(examples)
+
+    def batches(
+        self,
+        split: str,
+        *,
+        batch_size: int,
+        epoch: int = 0,
+        seed: int = 0,
+        shuffle: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+        start: int = 0,
+        num_workers: int = 0,
+    ) -> Iterator[Any]:
+        """Yield this process's batches of ``split``.
+
+        ``batch_size`` is the global batch: under DDP (``world_size`` > 1) each
+        process yields its share of every global batch.  The order depends only
+        on ``(seed, epoch)``, and the first ``start`` global batches are skipped,
+        so a resumed run sees exactly the batches it would have seen.  The
+        default shards :meth:`dataset` with :class:`ShardedBatches`.
+        """
+        ds = self.dataset(split)
+        sampler = ShardedBatches(
+            len(ds), batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
+            rank=rank, world_size=world_size, start=start,
+        )
+        yield from torch.utils.data.DataLoader(
+            ds, batch_sampler=sampler, collate_fn=self.collate, num_workers=num_workers
+        )
+
+    def num_batches(self, split: str, *, batch_size: int) -> int:
+        """Global batches per pass over ``split`` (for progress bars and schedules)."""
+        n = len(self.dataset(split))
+        return (n + batch_size - 1) // batch_size
+
+    # ------------------------------------------------------------------ model
+
+    def build_model(self, config: ModelConfig) -> nn.Module:
+        """Build the model from the recipe's ``model`` section (an instance of
+        ``self.ModelConfig``).  Use :func:`memnets.make_cell` with ``config.cell`` and
+        ``config.cell_options`` so that any registered cell can be swapped in."""
+        raise NotImplementedError
+
+    def step(self, model: nn.Module, batch: Any, state: Any = None) -> StepOutput:
+        """Loss and additive statistics of one batch.
+
+        Called under ``torch.no_grad()`` and ``model.eval()`` during evaluation;
+        ``model.training`` tells which.  ``state`` is ``None`` unless the task is
+        stateful.  Move the batch to the model's device here (see
+        :func:`to_device`).
+        """
+        raise NotImplementedError
+
+    def metrics(self, stats: dict[str, float]) -> dict[str, float]:
+        """Metrics from statistics summed over a split (default: mean ``loss``)."""
+        return {"loss": stats["loss"] / max(stats.get("count", 1.0), 1e-12)}
+
+    def baselines(self) -> dict[str, float]:
+        """Metrics of trivial predictors, for comparison in logs and tables (optional)."""
+        return {}
+
+    @torch.no_grad()
+    def evaluate(
+        self, model: nn.Module, split: str, *, batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> dict[str, float]:
+        """Metrics of a whole split.  Each process evaluates its shard; under DDP
+        the statistics are summed across processes before :meth:`metrics`."""
+        was_training = model.training
+        model.eval()
+        totals: dict[str, float] = {}
+        state = None
+        try:
+            for batch in self.batches(split, batch_size=batch_size, rank=rank,
+                                      world_size=world_size):
+                out = self.step(model, batch, state)
+                if self.stateful:
+                    state = detach_state(out.state)
+                add_stats(totals, out.stats)
+        finally:
+            model.train(was_training)
+        totals = all_reduce_stats(totals)
+        return self.metrics(totals)
+
+    # ------------------------------------------------------------------ use
+
+    def predict_parser(self) -> argparse.ArgumentParser:
+        """The argparse parser of ``memnets predict RUN_DIR ARGS...`` for this task."""
+        parser = argparse.ArgumentParser(prog=f"memnets predict RUN_DIR  (task {self.name})")
+        parser.add_argument("input", nargs="+", help="the input to predict on")
+        return parser
+
+    def predict(self, model: nn.Module, args: list[str]) -> str:
+        """Parse ``args`` with :meth:`predict_parser`, run the model, return the text to print."""
+        raise NotImplementedError(f"task {self.name!r} does not implement predict")
+
+    def generate(self, model: nn.Module, args: list[str]) -> str:
+        """Optional: ``memnets generate RUN_DIR ARGS...`` (language models); returns text."""
+        raise NotImplementedError(f"task {self.name!r} does not implement generate")
+
+    def gradient_probe(self, model: nn.Module, batch: Any) -> Tensor | None:
+        """Optional: for ``memnets plot-gradients``: return ``(L,)`` norms
+        ``‖∂L/∂h_t‖`` of the loss with respect to the hidden state at each step."""
+        return None
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+class ShardedBatches:
+    """Batch sampler that shuffles by ``(seed, epoch)``, shards across processes
+    and can start mid-epoch.
+
+    Global batch ``b`` is ``order[b*B:(b+1)*B]`` with ``order`` a permutation
+    drawn from ``torch.Generator().manual_seed(seed + epoch)`` (as
+    ``torch.utils.data.DistributedSampler`` does); process ``r`` of ``W`` takes
+    the elements ``r, r+W, ...`` of each global batch, so the union over
+    processes is exactly the single-process batch.  A process whose share of
+    the last, short batch is empty yields an empty list for it only if others
+    do not; batches are never dropped.
+    """
+
+    def __init__(self, n: int, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                 epoch: int = 0, rank: int = 0, world_size: int = 1, start: int = 0):
+        if batch_size < world_size:
+            raise ValueError(
+                f"expected a global batch size >= the number of processes ({world_size}), "
+                f"got {batch_size}"
+            )
+        self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
+        self.seed, self.epoch, self.rank, self.world_size = seed, epoch, rank, world_size
+        self.start = start
+
+    def __iter__(self):
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        B = self.batch_size
+        for b in range(self.start, len(self)):
+            share = order[b * B:(b + 1) * B][self.rank::self.world_size]
+            if share:
+                yield share
+
+    def __len__(self) -> int:
+        return (self.n + self.batch_size - 1) // self.batch_size
+
+
+def to_device(batch, device):
+    """Move every tensor of a (nested) batch to ``device``."""
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(to_device(b, device) for b in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def detach_state(state):
+    """Detach every tensor of a (nested) state: truncated BPTT's cut."""
+    if isinstance(state, Tensor):
+        return state.detach()
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*(detach_state(s) for s in state))
+    if isinstance(state, (list, tuple)):
+        return type(state)(detach_state(s) for s in state)
+    if isinstance(state, dict):
+        return {k: detach_state(v) for k, v in state.items()}
+    return state
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of a model's first parameter (CPU for a model without any)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def add_stats(totals: dict[str, float], stats: dict) -> None:
+    """``totals += stats`` key by key (tensors become Python floats)."""
+    for k, v in stats.items():
+        totals[k] = totals.get(k, 0.0) + (float(v.detach()) if isinstance(v, Tensor) else float(v))
+
+
+def all_reduce_stats(totals: dict[str, float]) -> dict[str, float]:
+    """Sum statistics over processes (no-op without ``torch.distributed``)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return dict(totals)
+    keys = [None]
+    if dist.get_rank() == 0:
+        keys = [sorted(totals)]
+    dist.broadcast_object_list(keys, src=0)
+    backend_cuda = dist.get_backend() == "nccl"
+    device = torch.device("cuda", torch.cuda.current_device()) if backend_cuda else "cpu"
+    values = torch.tensor([totals.get(k, 0.0) for k in keys[0]], dtype=torch.float64,
+                          device=device)
+    dist.all_reduce(values)
+    return dict(zip(keys[0], values.tolist()))

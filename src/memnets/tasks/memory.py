@@ -1,0 +1,371 @@
+r"""Synthetic memory tasks that need no data: adding, copy memory, associative recall.
+
+Each example is generated from ``(data.seed, split, index)`` alone, so the
+splits are fixed, the training order is reproducible and nothing is stored.
+
+* **Adding** (Hochreiter & Schmidhuber, "Long short-term memory", 1997; protocol
+  of Le, Jaitly & Hinton, "A simple way to initialize recurrent networks of
+  rectified linear units", 2015).  Input ``(T, 2)``: a number drawn from
+  :math:`U[0, 1]` and a marker; exactly two markers are 1, one in each half of
+  the sequence.  Target: the sum of the two marked numbers; loss MSE.  The
+  constant predictor 1 has MSE :math:`\mathrm{Var}(a+b) = 2/12 \approx 0.167`.
+* **Copy memory** (Arjovsky, Shah & Bengio, "Unitary evolution recurrent neural
+  networks", 2016).  Symbols 1..8 (``copy_length`` of them), then ``T - 1``
+  blanks (0), a delimiter (9) and ``copy_length`` blanks; the target is blanks
+  and then the symbols again.  Loss: cross-entropy per step.  The memoryless
+  predictor (blank, then uniform over the 8 symbols) has cross-entropy
+  :math:`\frac{S \ln 8}{T + 2S}` with :math:`S` = ``copy_length``.
+* **Associative recall** (after Ba, Hinton, Mnih, Leibo & Ionescu, "Using fast
+  weights to attend to the recent past", 2016).  ``num_pairs`` pairs of a key
+  (distinct letters a..z) and a value (digit), then ``??`` and one of the keys;
+  the target is that key's value.  Chance: accuracy 1/10, cross-entropy
+  :math:`\ln 10`.
+
+The model (:class:`SequenceRegressor`) is the cell named in ``model.cell``
+(any registered cell) stacked ``model.num_layers`` deep with a linear read-out
+at the last step (adding, recall) or at every step (copy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from memnets.cells.registry import make_cell
+from memnets.config import DataConfig, ModelConfig
+from memnets.layers.recurrent import Recurrent
+from memnets.tasks import register_task
+from memnets.tasks.base import StepOutput, Task, model_device, to_device
+
+_SPLIT_CODE = {"train": 0, "dev": 1, "test": 2}
+
+
+# ---------------------------------------------------------------------- model
+
+
+@dataclass
+class MemoryModelConfig(ModelConfig):
+    """``model`` section of the memory tasks.
+
+    Args:
+        init: ``default`` keeps the cell's own initialisation; ``identity``
+            sets every square recurrent weight to the identity and its biases to
+            zero (the IRNN of Le et al. 2015 for ``cell: elman`` with
+            ``nonlinearity: relu``).
+    """
+
+    hidden_size: int = 100
+    init: str = "default"
+
+    def validate(self) -> None:
+        if self.init not in ("default", "identity"):
+            raise ValueError(f"init: expected 'default' or 'identity', got {self.init!r}")
+
+
+class SequenceRegressor(nn.Module):
+    """Recurrent layers and a linear read-out.
+
+    Shapes: input ``(N, L, H_in)``; output ``(N, out)`` (``every_step=False``)
+    or ``(N, L, out)``.
+    """
+
+    def __init__(self, input_size: int, output_size: int, config: ModelConfig,
+                 every_step: bool) -> None:
+        super().__init__()
+        layers = []
+        size = input_size
+        for _ in range(config.num_layers):
+            cell = make_cell(config.cell, input_size=size, hidden_size=config.hidden_size,
+                             **config.cell_options)
+            layers.append(Recurrent(cell, batch_first=True))
+            size = cell.output_size
+        self.layers = nn.ModuleList(layers)
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(size, output_size)
+        self.every_step = every_step
+        if getattr(config, "init", "default") == "identity":
+            for layer in self.layers:
+                w = getattr(layer.cell, "weight_hh", None)
+                if w is None or w.shape[0] != w.shape[1]:
+                    raise ValueError(
+                        f"init: identity needs a square weight_hh, cell {config.cell!r} has "
+                        f"{None if w is None else tuple(w.shape)}"
+                    )
+                with torch.no_grad():
+                    w.copy_(torch.eye(w.shape[0]))
+                    for name in ("bias_hh", "bias_ih"):
+                        b = getattr(layer.cell, name, None)
+                        if b is not None:
+                            b.zero_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = x  # (N, L, H_in)
+        for k, layer in enumerate(self.layers):
+            if k > 0:
+                h = self.dropout(h)
+            h, _ = layer(h)  # (N, L, H)
+        if not self.every_step:
+            h = h[:, -1]  # (N, H)
+        return self.head(h)
+
+    def hidden_gradients(self, x: Tensor, loss_fn) -> Tensor:
+        r"""``(L,)``: :math:`\lVert \partial \mathcal{L} / \partial h_t \rVert` of the top
+        layer's state, averaged over the batch, with the loss ``loss_fn(output)``."""
+        h = x
+        for layer in self.layers[:-1]:
+            h, _ = layer(h)
+        cell = self.layers[-1].cell
+        u = cell.project_input(h)  # (N, L, U)
+        state = cell.init_state(x.shape[0], device=x.device, dtype=x.dtype)
+        states, ys = [], []
+        for t in range(u.shape[1]):
+            y, state = cell.recur(u[:, t], state)
+            state[0].retain_grad()
+            states.append(state[0])
+            ys.append(y)
+        out = torch.stack(ys, 1)
+        out = self.head(out if self.every_step else out[:, -1])
+        loss_fn(out).backward()
+        return torch.stack([s.grad.norm(dim=-1).mean() for s in states])
+
+
+# ---------------------------------------------------------------------- tasks
+
+
+@dataclass
+class MemoryDataConfig(DataConfig):
+    """``data`` section shared by the memory tasks.
+
+    Args:
+        T: sequence length (adding, recall: ignored) or delay (copy).
+        train_size, dev_size, test_size: examples per split (Le et al. 2015 use
+            100,000 training and 10,000 test sequences).
+        seed: the seed the examples are generated from (independent of the
+            trainer's seed, which orders them).
+    """
+
+    T: int = 100
+    train_size: int = 100_000
+    dev_size: int = 1_000
+    test_size: int = 10_000
+    seed: int = 1234
+
+    def validate(self) -> None:
+        for name in ("T", "train_size", "dev_size", "test_size", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+
+
+class _Generated(torch.utils.data.Dataset):
+    """Example ``i`` of a split is ``make(torch.Generator seeded by (seed, split, i))``."""
+
+    def __init__(self, size: int, seed: int, split: str, make) -> None:
+        self.size, self.make = size, make
+        self.base = (seed * 3 + _SPLIT_CODE[split]) * 1_000_003
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, i: int):
+        if not 0 <= i < self.size:
+            raise IndexError(f"expected an index in [0, {self.size}), got {i}")
+        return self.make(torch.Generator().manual_seed(self.base + i))
+
+
+class _MemoryTask(Task):
+    DataConfig = MemoryDataConfig
+    ModelConfig = MemoryModelConfig
+    needs_data = False
+
+    def dataset(self, split: str):
+        c = self.config
+        size = {"train": c.train_size, "dev": c.dev_size, "test": c.test_size}[split]
+        return _Generated(size, c.seed, split, self.make_example)
+
+    def make_example(self, g: torch.Generator):
+        raise NotImplementedError
+
+    def gradient_probe(self, model: nn.Module, batch) -> Tensor:
+        x, y = to_device(batch, model_device(model))
+        return model.hidden_gradients(x, lambda out: self.loss_of(out, y))
+
+
+@register_task("adding")
+class AddingTask(_MemoryTask):
+    """The adding problem; metrics ``mse`` (main, lower is better) and ``baseline_mse``."""
+
+    main_metric = "mse"
+
+    def make_example(self, g):
+        T = self.config.T
+        values = torch.rand(T, generator=g)  # (T,)
+        half = T // 2
+        i = int(torch.randint(0, max(half, 1), (1,), generator=g))
+        j = int(torch.randint(half, T, (1,), generator=g)) if T > 1 else 0
+        marks = torch.zeros(T)
+        marks[i] = 1.0
+        marks[j] = 1.0
+        x = torch.stack([values, marks], dim=1)  # (T, 2)
+        return x, values[i] + values[j]  # i < T/2 <= j: always two numbers
+
+    def build_model(self, config):
+        return SequenceRegressor(2, 1, config, every_step=False)
+
+    def loss_of(self, out, y):
+        return F.mse_loss(out.squeeze(-1).float(), y)
+
+    def step(self, model, batch, state=None):
+        x, y = to_device(batch, model_device(model))  # (N, T, 2), (N,)
+        pred = model(x).squeeze(-1).float()  # (N,)
+        sq = (pred - y) ** 2
+        base = (1.0 - y) ** 2  # the constant predictor 1 (the mean of the target)
+        return StepOutput(loss=sq.mean(), size=len(y),
+                          stats={"sq": sq.sum().detach(), "base_sq": base.sum(), "count": len(y)})
+
+    def metrics(self, stats):
+        n = max(stats["count"], 1.0)
+        return {"mse": stats["sq"] / n, "baseline_mse": stats["base_sq"] / n}
+
+    def baselines(self):
+        return {"mse": 1.0 / 6.0}
+
+    def predict_parser(self):
+        p = argparse.ArgumentParser(
+            prog="memnets predict RUN_DIR", description="Sum the two marked numbers of a sequence.")
+        p.add_argument("values", nargs="+", type=float, help="the numbers, in [0, 1]")
+        p.add_argument("--marks", required=True,
+                       help="the two marked positions, 0-based, comma-separated (e.g. 3,17)")
+        return p
+
+    def predict(self, model, args):
+        a = self.predict_parser().parse_args(args)
+        try:
+            marks = [int(m) for m in a.marks.split(",")]
+        except ValueError:
+            raise ValueError(f"--marks: expected two integers such as 3,17, got {a.marks!r}") \
+                from None
+        if len(marks) != 2 or not all(0 <= m < len(a.values) for m in marks):
+            raise ValueError(f"--marks: expected two positions in [0, {len(a.values)}), "
+                             f"got {a.marks!r}")
+        x = torch.zeros(1, len(a.values), 2)
+        x[0, :, 0] = torch.tensor(a.values)
+        x[0, marks, 1] = 1.0
+        model.eval()
+        with torch.no_grad():
+            pred = float(model(x.to(model_device(model))).squeeze())
+        true = sum(a.values[m] for m in set(marks))
+        return f"prediction {pred:.4f}  (true sum {true:.4f})"
+
+
+@register_task("copy")
+class CopyTask(_MemoryTask):
+    """Copy memory; metrics ``ce`` (main, nats per step), ``accuracy`` (all steps),
+    ``copy_accuracy`` (the symbols to recall) and the memoryless baselines."""
+
+    main_metric = "ce"
+
+    @dataclass
+    class DataConfig(MemoryDataConfig):
+        copy_length: int = 10
+        T: int = 100
+
+    def make_example(self, g):
+        T, S = self.config.T, self.config.copy_length
+        symbols = torch.randint(1, 9, (S,), generator=g)
+        seq = torch.zeros(T + 2 * S, dtype=torch.long)
+        seq[:S] = symbols
+        seq[S + T - 1] = 9  # the delimiter
+        target = torch.zeros(T + 2 * S, dtype=torch.long)
+        target[-S:] = symbols
+        return F.one_hot(seq, 10).float(), target  # (L, 10), (L,)
+
+    def build_model(self, config):
+        return SequenceRegressor(10, 9, config, every_step=True)
+
+    def loss_of(self, out, y):
+        return F.cross_entropy(out.flatten(0, 1).float(), y.flatten())
+
+    def step(self, model, batch, state=None):
+        x, y = to_device(batch, model_device(model))  # (N, L, 10), (N, L)
+        logits = model(x).float()  # (N, L, 9)
+        ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum")
+        pred = logits.argmax(-1)
+        S = self.config.copy_length
+        steps = y.numel()
+        return StepOutput(
+            loss=ce / steps, size=y.shape[0],
+            stats={"ce": ce.detach(), "correct": (pred == y).sum(), "steps": steps,
+                   "copy_correct": (pred[:, -S:] == y[:, -S:]).sum(),
+                   "copy_steps": y[:, -S:].numel()},
+        )
+
+    def metrics(self, stats):
+        L = self.config.T + 2 * self.config.copy_length
+        S = self.config.copy_length
+        return {
+            "ce": stats["ce"] / stats["steps"],
+            "accuracy": stats["correct"] / stats["steps"],
+            "copy_accuracy": stats["copy_correct"] / stats["copy_steps"],
+            "baseline_ce": S * math.log(8) / L,
+            "baseline_accuracy": (L - S + S / 8) / L,
+        }
+
+    def baselines(self):
+        m = self.metrics({"ce": 0, "steps": 1, "correct": 0, "copy_correct": 0, "copy_steps": 1})
+        return {"ce": m["baseline_ce"], "accuracy": m["baseline_accuracy"]}
+
+
+@register_task("recall")
+class RecallTask(_MemoryTask):
+    """Associative recall; metrics ``ce``, ``accuracy`` (main) and chance."""
+
+    main_metric = "accuracy"
+    higher_is_better = True
+    KEYS, VALUES = 26, 10  # a..z, 0..9; the query marker "?" is symbol 36
+
+    @dataclass
+    class DataConfig(MemoryDataConfig):
+        num_pairs: int = 8
+        T: int = 0  # unused: the length is 2 * num_pairs + 3
+
+        def validate(self) -> None:
+            if not 1 <= self.num_pairs <= 26:
+                raise ValueError(f"num_pairs: expected 1..26, got {self.num_pairs}")
+
+    def make_example(self, g):
+        K = self.config.num_pairs
+        keys = torch.randperm(self.KEYS, generator=g)[:K]
+        values = torch.randint(0, self.VALUES, (K,), generator=g)
+        q = int(torch.randint(0, K, (1,), generator=g))
+        seq = torch.empty(2 * K + 3, dtype=torch.long)
+        seq[0:2 * K:2] = keys
+        seq[1:2 * K:2] = values + self.KEYS
+        seq[2 * K:2 * K + 2] = 36
+        seq[-1] = keys[q]
+        return F.one_hot(seq, 37).float(), values[q]
+
+    def build_model(self, config):
+        return SequenceRegressor(37, self.VALUES, config, every_step=False)
+
+    def loss_of(self, out, y):
+        return F.cross_entropy(out.float(), y)
+
+    def step(self, model, batch, state=None):
+        x, y = to_device(batch, model_device(model))  # (N, L, 37), (N,)
+        logits = model(x).float()  # (N, 10)
+        ce = F.cross_entropy(logits, y, reduction="sum")
+        return StepOutput(loss=ce / len(y), size=len(y), stats={
+            "ce": ce.detach(), "correct": (logits.argmax(-1) == y).sum(), "count": len(y)})
+
+    def metrics(self, stats):
+        n = max(stats["count"], 1.0)
+        return {"ce": stats["ce"] / n, "accuracy": stats["correct"] / n,
+                "baseline_ce": math.log(self.VALUES), "baseline_accuracy": 1 / self.VALUES}
+
+    def baselines(self):
+        return {"ce": math.log(self.VALUES), "accuracy": 1 / self.VALUES}
