@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from memnets.cells.base import RecurrentCell
 from memnets.cells.elman import _zeros
+from memnets.cells.fused import GRUPointwise
 
 
 class GRUState(NamedTuple):
@@ -94,28 +95,26 @@ class GRUCell(RecurrentCell):
 
     def recur(self, u_t: Tensor, state: GRUState) -> tuple[Tensor, GRUState]:
         H, h = self.hidden_size, state.h
-        u_r, u_z, u_n = u_t.chunk(3, dim=1)  # (N, H) each
         if self.reset_after:
             if self.bias_hh is None:
                 v = h @ self.weight_hh.t()  # (N, 3H)
             else:
                 v = torch.addmm(self.bias_hh, h, self.weight_hh.t())
-            v_r, v_z, v_n = v.chunk(3, dim=1)
-            r = torch.sigmoid(u_r + v_r)
-            z = torch.sigmoid(u_z + v_z)
-            n = torch.tanh(u_n + r * v_n)
-        else:
-            b_rz = b_n = None
-            if self.bias_hh is not None:
-                b_rz, b_n = self.bias_hh[: 2 * H], self.bias_hh[2 * H :]
-            v = h @ self.weight_hh[: 2 * H].t()  # (N, 2H)
-            if b_rz is not None:
-                v = v + b_rz
-            v_r, v_z = v.chunk(2, dim=1)
-            r = torch.sigmoid(u_r + v_r)
-            z = torch.sigmoid(u_z + v_z)
-            v_n = (r * h) @ self.weight_hh[2 * H :].t()
-            n = torch.tanh(u_n + v_n + (b_n if b_n is not None else 0.0))
+            h = GRUPointwise.apply(u_t, v, h)  # the equations above, as one autograd node
+            return h, GRUState(h)
+        # reset before the product (the paper): two recurrent products
+        b_rz = b_n = None
+        if self.bias_hh is not None:
+            b_rz, b_n = self.bias_hh[: 2 * H], self.bias_hh[2 * H :]
+        v = h @ self.weight_hh[: 2 * H].t()  # (N, 2H)
+        if b_rz is not None:
+            v = v + b_rz
+        u_r, u_z, u_n = u_t.chunk(3, dim=1)  # (N, H) each
+        v_r, v_z = v.chunk(2, dim=1)
+        r = torch.sigmoid(u_r + v_r)
+        z = torch.sigmoid(u_z + v_z)
+        v_n = (r * h) @ self.weight_hh[2 * H :].t()
+        n = torch.tanh(u_n + v_n + (b_n if b_n is not None else 0.0))
         h = n + z * (h - n)  # (1 - z) * n + z * h
         return h, GRUState(h)
 

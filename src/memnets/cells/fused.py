@@ -1,0 +1,84 @@
+"""Pointwise parts of the LSTM and GRU steps as single autograd functions.
+
+Written as plain tensor operations, one LSTM step records about ten autograd
+nodes, and the backward pass of ``chunk`` concatenates four gradients at every
+step.  These functions compute the same values, keep only what the backward
+pass needs, and write the gate gradients into one buffer, which makes the
+generic path (``Recurrent`` over a cell) markedly faster in training.  They are
+checked against the plain formulas and with ``gradcheck`` in the tests.
+This module imports only torch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class LSTMPointwise(torch.autograd.Function):
+    r"""From pre-activations to the new cell and (unprojected) hidden state.
+
+    ``gates`` ``(N, 4H)`` in the order i, f, g, o and ``c_prev`` ``(N, H)``:
+
+    .. math::
+        c_t = \sigma(a_f) \odot c_{t-1} + \sigma(a_i) \odot \tanh(a_g), \qquad
+        h_t = \sigma(a_o) \odot \tanh(c_t)
+
+    Returns ``(h_t, c_t)``.
+    """
+
+    @staticmethod
+    def forward(ctx, gates: Tensor, c_prev: Tensor) -> tuple[Tensor, Tensor]:
+        H = c_prev.shape[1]
+        acts = torch.sigmoid(gates)  # (N, 4H); the g block is replaced by tanh below
+        g = torch.tanh(gates[:, 2 * H : 3 * H])
+        acts[:, 2 * H : 3 * H] = g
+        i, f, o = acts[:, :H], acts[:, H : 2 * H], acts[:, 3 * H :]
+        c = torch.addcmul(f * c_prev, i, g)
+        tanh_c = torch.tanh(c)
+        ctx.save_for_backward(acts, c_prev, tanh_c)
+        return o * tanh_c, c
+
+    @staticmethod
+    def backward(ctx, dh: Tensor, dc_next: Tensor) -> tuple[Tensor, Tensor]:
+        acts, c_prev, tanh_c = ctx.saved_tensors
+        H = c_prev.shape[1]
+        i, f, g, o = (acts[:, k * H : (k + 1) * H] for k in range(4))
+        dc = torch.addcmul(dc_next, dh * o, 1 - tanh_c * tanh_c)  # (N, H)
+        d_acts = torch.cat([dc * g, dc * c_prev, dc * i, dh * tanh_c], dim=1)  # (N, 4H)
+        slope = acts * (1 - acts)  # sigmoid'; the g block takes tanh' = 1 - g^2
+        slope[:, 2 * H : 3 * H] = 1 - g * g
+        return d_acts * slope, dc * f
+
+
+class GRUPointwise(torch.autograd.Function):
+    r"""The GRU step after both matrix products (reset applied after the product).
+
+    ``u`` = :math:`W_i x_t + b_i` and ``v`` = :math:`W_h h_{t-1} + b_h`, both
+    ``(N, 3H)`` in the order r, z, n, and ``h_prev`` ``(N, H)``:
+
+    .. math::
+        r = \sigma(u_r + v_r),\; z = \sigma(u_z + v_z),\;
+        n = \tanh(u_n + r \odot v_n),\; h_t = (1 - z) \odot n + z \odot h_{t-1}
+    """
+
+    @staticmethod
+    def forward(ctx, u: Tensor, v: Tensor, h_prev: Tensor) -> Tensor:
+        H = h_prev.shape[1]
+        rz = torch.sigmoid(u[:, : 2 * H] + v[:, : 2 * H])  # (N, 2H)
+        r, z = rz[:, :H], rz[:, H:]
+        v_n = v[:, 2 * H :]
+        n = torch.tanh(torch.addcmul(u[:, 2 * H :], r, v_n))
+        ctx.save_for_backward(rz, n, v_n, h_prev)
+        return torch.addcmul(n, z, h_prev - n)
+
+    @staticmethod
+    def backward(ctx, dh: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        rz, n, v_n, h_prev = ctx.saved_tensors
+        H = h_prev.shape[1]
+        r, z = rz[:, :H], rz[:, H:]
+        da_n = dh * (1 - z) * (1 - n * n)  # gradient at the tanh's input
+        d_rz = torch.cat([da_n * v_n, dh * (h_prev - n)], dim=1) * rz * (1 - rz)  # (N, 2H)
+        du = torch.cat([d_rz, da_n], dim=1)
+        dv = torch.cat([d_rz, da_n * r], dim=1)
+        return du, dv, dh * z
