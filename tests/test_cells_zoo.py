@@ -16,11 +16,13 @@ from torch.autograd import gradcheck
 
 import memnets
 from memnets.cells import (
+    GRUCell,
     IndRNNCell,
     IndRNNState,
     IRNNCell,
     JordanCell,
     JordanState,
+    LSTMCell,
     SCRNCell,
     SCRNState,
     constrain_all_,
@@ -42,6 +44,25 @@ ZOO = {
     "scrn": ("scrn", {"context_size": 2}),
     "scrn_paper": ("scrn", {"bias": False, "alpha": 0.7}),
     "scrn_tanh": ("scrn", {"context_size": 5, "nonlinearity": "tanh"}),
+    "lstm": ("lstm", {}),
+    "lstm_proj_nobias": ("lstm", {"proj_size": 2, "bias": False}),
+    "lstm_peephole": ("lstm", {"peephole": True}),
+    "lstm_coupled": ("lstm", {"coupled": True}),
+    "lstm_coupled_peephole": ("lstm", {"coupled": True, "peephole": True}),
+    "lstm_layer_norm": ("lstm", {"layer_norm": True}),
+    "lstm_activations": (
+        "lstm",
+        {"gate_activation": "hard_sigmoid", "input_activation": "softsign",
+         "output_activation": "identity"},
+    ),
+    "lstm_everything": (
+        "lstm",
+        {"peephole": True, "coupled": True, "layer_norm": True, "proj_size": 3,
+         "forget_bias": 2.0, "output_activation": "relu"},
+    ),
+    "gru": ("gru", {}),
+    "gru_paper": ("gru", {"reset_after": False}),
+    "gru_paper_nobias": ("gru", {"reset_after": False, "bias": False}),
     "indrnn": ("indrnn", {}),
     "indrnn_tanh_nobias": ("indrnn", {"nonlinearity": "tanh", "bias": False}),
 }
@@ -139,7 +160,94 @@ def naive_indrnn(cell):
     return step
 
 
-NAIVE = {"irnn": naive_irnn, "jordan": naive_jordan, "scrn": naive_scrn, "indrnn": naive_indrnn}
+ACT = {
+    "sigmoid": lambda a: 1 / (1 + torch.exp(-a)),
+    "tanh": torch.tanh,
+    "relu": lambda a: torch.clamp(a, min=0),
+    "identity": lambda a: a,
+    "hard_sigmoid": lambda a: torch.clamp(a / 6 + 0.5, 0, 1),
+    "softsign": lambda a: a / (1 + a.abs()),
+}
+
+
+def layer_norm(a, ln):
+    # Ba et al. 2016: (a - mean) / std over the features, then gain and shift
+    mu = a.mean(-1, keepdim=True)
+    var = ((a - mu) ** 2).mean(-1, keepdim=True)
+    return (a - mu) / torch.sqrt(var + ln.eps) * ln.weight + ln.bias
+
+
+def naive_lstm(cell):
+    Hc = cell.hidden_size
+    f_, g_, h_ = (ACT[cell.gate_activation], ACT[cell.input_activation],
+                  ACT[cell.output_activation])
+    names = "fgo" if cell.coupled else "ifgo"
+    W = dict(zip(names, cell.weight_ih.split(Hc)))
+    U = dict(zip(names, cell.weight_hh.split(Hc)))
+    zero = torch.zeros(len(names) * Hc, dtype=cell.weight_ih.dtype)
+    b_all = (cell.bias_ih + cell.bias_hh) if cell.bias_ih is not None else zero
+    b = dict(zip(names, b_all.split(Hc)))
+    peep = {k: getattr(cell, "weight_c" + k) for k in "ifo"}
+
+    def step(x, st):
+        h, c = st
+        if cell.layer_norm:
+            # LN over all gates together, input and recurrent parts separately
+            ax = dict(zip(names, layer_norm(x @ cell.weight_ih.T, cell.ln_ih).split(Hc, -1)))
+            ah = dict(zip(names, layer_norm(h @ cell.weight_hh.T, cell.ln_hh).split(Hc, -1)))
+        else:
+            ax = {k: x @ W[k].T for k in names}
+            ah = {k: h @ U[k].T for k in names}
+        a = {k: ax[k] + ah[k] + b[k] for k in names}
+        for k in "if":
+            if k in names and peep[k] is not None:
+                a[k] = a[k] + peep[k] * c  # peep at c_{t-1}
+        f = f_(a["f"])
+        i = 1 - f if cell.coupled else f_(a["i"])
+        c = f * c + i * g_(a["g"])
+        if peep["o"] is not None:
+            a["o"] = a["o"] + peep["o"] * c  # peep at c_t
+        o = f_(a["o"])
+        h = o * h_(layer_norm(c, cell.ln_c) if cell.layer_norm else c)
+        if cell.weight_hr is not None:
+            h = h @ cell.weight_hr.T
+        return h, (h, c)
+
+    return step
+
+
+def naive_gru(cell):
+    Hc = cell.hidden_size
+    Wr, Wz, Wn = cell.weight_ih.split(Hc)
+    Ur, Uz, Un = cell.weight_hh.split(Hc)
+    if cell.bias_ih is None:
+        bi = bh = [0, 0, 0]
+    else:
+        bi, bh = cell.bias_ih.split(Hc), cell.bias_hh.split(Hc)
+    sig = ACT["sigmoid"]
+
+    def step(x, st):
+        (h,) = st
+        r = sig(x @ Wr.T + bi[0] + h @ Ur.T + bh[0])
+        z = sig(x @ Wz.T + bi[1] + h @ Uz.T + bh[1])
+        if cell.reset_after:
+            n = torch.tanh(x @ Wn.T + bi[2] + r * (h @ Un.T + bh[2]))
+        else:  # Cho et al. 2014: reset applied to h before the product
+            n = torch.tanh(x @ Wn.T + bi[2] + (r * h) @ Un.T + bh[2])
+        h = (1 - z) * n + z * h
+        return h, (h,)
+
+    return step
+
+
+NAIVE = {
+    "irnn": naive_irnn,
+    "jordan": naive_jordan,
+    "scrn": naive_scrn,
+    "indrnn": naive_indrnn,
+    "lstm": naive_lstm,
+    "gru": naive_gru,
+}
 
 
 def paper_param_count(key: str) -> int:
@@ -156,6 +264,16 @@ def paper_param_count(key: str) -> int:
         return S * H_IN + H * H_IN + H * S + H * H + (H if bias else 0)
     if name == "indrnn":
         return H * H_IN + H + (H if bias else 0)
+    if name == "lstm":
+        G = 3 if opts.get("coupled") else 4  # gate blocks
+        H_out = opts.get("proj_size") or H
+        n = G * H * (H_IN + H_out) + (2 * G * H if bias else 0)
+        n += H_out * H if opts.get("proj_size") else 0
+        n += (G - 1) * H if opts.get("peephole") else 0  # one diagonal per gate
+        n += 2 * (2 * G * H) + 2 * H if opts.get("layer_norm") else 0  # gains and shifts
+        return n
+    if name == "gru":
+        return 3 * H * (H_IN + H) + (6 * H if bias else 0)
     raise KeyError(name)
 
 
@@ -331,3 +449,86 @@ def test_indrnn_units_are_independent_over_time():
 def test_indrnn_rejects_bad_bounds():
     with pytest.raises(ValueError, match="recurrent_min"):
         IndRNNCell(2, 3, recurrent_max=0.5, recurrent_min=0.9)
+
+
+# --- LSTM options ------------------------------------------------------------------
+
+
+def test_lstm_defaults_keep_torch_layout_and_values():
+    cell = LSTMCell(3, 5)
+    ref = torch.nn.LSTMCell(3, 5)
+    assert {k: v.shape for k, v in cell.state_dict().items()} == {
+        k: v.shape for k, v in ref.state_dict().items()
+    }
+    assert cell.is_standard()
+    torch.testing.assert_close(cell.bias_ih[5:10], torch.ones(5))
+    assert torch.all(cell.bias_ih[:5] == 0) and torch.all(cell.bias_hh == 0)
+    ref.load_state_dict(cell.state_dict())
+    x, h, c = torch.randn(2, 3), torch.randn(2, 5), torch.randn(2, 5)
+    y, state = cell(x, memnets.LSTMState(h, c))
+    h_ref, c_ref = ref(x, (h, c))
+    torch.testing.assert_close(y, h_ref)
+    torch.testing.assert_close(state.c, c_ref)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"peephole": True}, {"coupled": True}, {"layer_norm": True},
+     {"gate_activation": "hard_sigmoid"}, {"input_activation": "relu"},
+     {"output_activation": "identity"}],
+)
+def test_lstm_is_standard_only_at_defaults(options):
+    assert not LSTMCell(3, 4, **options).is_standard()
+    assert LSTMCell(3, 4, proj_size=2, forget_bias=0.0).is_standard()
+
+
+@pytest.mark.parametrize("coupled", [False, True])
+def test_lstm_forget_bias_goes_to_the_forget_block(coupled):
+    cell = LSTMCell(3, 4, forget_bias=2.5, coupled=coupled)
+    k = 0 if coupled else 1
+    torch.testing.assert_close(cell.bias_ih[4 * k : 4 * k + 4], torch.full((4,), 2.5))
+    assert float(cell.bias_ih.detach().sum()) == 10.0 and torch.all(cell.bias_hh == 0)
+
+
+def test_lstm_coupled_layout_and_peepholes():
+    cell = LSTMCell(3, 4, coupled=True, peephole=True)
+    shapes = {k: tuple(v.shape) for k, v in cell.named_parameters()}
+    assert shapes == {
+        "weight_ih": (12, 3), "weight_hh": (12, 4), "bias_ih": (12,), "bias_hh": (12,),
+        "weight_cf": (4,), "weight_co": (4,),
+    }
+    # peepholes start at zero: the peephole cell starts as the plain cell
+    plain = LSTMCell(3, 4)
+    peep = LSTMCell(3, 4, peephole=True)
+    peep.load_state_dict({**peep.state_dict(), **plain.state_dict()})
+    x = torch.randn(2, 3)
+    torch.testing.assert_close(peep(x)[0], plain(x)[0])
+
+
+def test_lstm_rejects_unknown_activation():
+    with pytest.raises(ValueError, match="gate_activation"):
+        LSTMCell(3, 4, gate_activation="swish")
+
+
+# --- GRU ---------------------------------------------------------------------------
+
+
+def test_gru_default_is_reset_after_and_matches_torch():
+    cell = GRUCell(3, 5)
+    assert cell.reset_after
+    ref = torch.nn.GRUCell(3, 5)
+    ref.load_state_dict(cell.state_dict())
+    x, h = torch.randn(2, 3), torch.randn(2, 5)
+    torch.testing.assert_close(cell(x, memnets.GRUState(h))[0], ref(x, h))
+
+
+def test_gru_two_forms_differ():
+    torch.manual_seed(0)
+    after = GRUCell(3, 5)
+    before = GRUCell(3, 5, reset_after=False)
+    before.load_state_dict(after.state_dict())
+    with torch.no_grad():
+        after.bias_hh.normal_()
+        before.bias_hh.copy_(after.bias_hh)
+    x, h = torch.randn(2, 3), torch.randn(2, 5)
+    assert not torch.allclose(after(x, memnets.GRUState(h))[0], before(x, memnets.GRUState(h))[0])

@@ -37,10 +37,9 @@ class GRUCell(RecurrentCell):
         input_size: features of ``x_t`` (H_in).
         hidden_size: features of ``h_t`` (H).
         bias: if False, no ``b_ih`` and ``b_hh``.
-        reset_after: apply the reset gate after the recurrent product, as cuDNN
-            and torch.nn.GRU do (the default: it needs one recurrent matrix
-            product per step instead of two, and matches torch.nn.GRU), or before
-            it, as in the paper.
+        reset_after: ``True`` (the default) applies the reset gate after the
+            recurrent product, as cuDNN and torch.nn.GRU do; ``False`` applies it
+            to :math:`h_{t-1}` before the product, as in the paper.
 
     Shapes: ``x_t`` ``(N, H_in)``; state :class:`GRUState` ``(h,)`` with ``h``
     ``(N, H)``; output ``y_t = h_t``.
@@ -49,6 +48,19 @@ class GRUCell(RecurrentCell):
         weight_ih: ``(3H, H_in)``, Xavier-uniform per gate.
         weight_hh: ``(3H, H)``, orthogonal per gate.
         bias_ih, bias_hh: ``(3H,)``, zero.
+
+    Why ``reset_after=True`` is the default: all three recurrent products
+    :math:`W_{hr} h, W_{hz} h, W_{hn} h` then come from one matrix product
+    per step, which can start before :math:`r_t` is known (the paper's form
+    needs a second, dependent product :math:`W_{hn}(r_t \odot h_{t-1})`); it
+    is the form of torch.nn.GRU and cuDNN, so the weights and results of
+    :class:`memnets.GRU` match torch's.  Both forms have the same parameters, so a
+    state_dict loads into either.
+
+    Departures from the paper: the default form above; the paper has one
+    bias per gate, torch.nn's layout two (``b_ih`` and ``b_hh``; with
+    ``reset_after`` ``b_hn`` sits inside the reset product, so they are not
+    redundant there).
     """
 
     def __init__(

@@ -18,38 +18,109 @@ class LSTMState(NamedTuple):
     c: Tensor
 
 
+_ACTIVATIONS = {
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "identity": lambda a: a,
+    "hard_sigmoid": nn.functional.hardsigmoid,
+    "softsign": nn.functional.softsign,
+}
+
+
+def _activation(option: str, name: str):
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"expected {option} one of {sorted(_ACTIVATIONS)}, got {name!r}")
+    return _ACTIVATIONS[name]
+
+
 class LSTMCell(RecurrentCell):
     r"""LSTM cell (Hochreiter & Schmidhuber, "Long short-term memory", 1997, with the
     forget gate of Gers, Schmidhuber & Cummins, 2000), optionally with a
-    projection (Sak, Senior & Beaufays, 2014).
+    projection (Sak, Senior & Beaufays, 2014), peepholes, a coupled input–forget
+    gate, layer normalisation and other activations.
 
     .. math::
         \begin{aligned}
-        i_t &= \sigma(W_{ii} x_t + b_{ii} + W_{hi} h_{t-1} + b_{hi}) \\
-        f_t &= \sigma(W_{if} x_t + b_{if} + W_{hf} h_{t-1} + b_{hf}) \\
-        g_t &= \tanh(W_{ig} x_t + b_{ig} + W_{hg} h_{t-1} + b_{hg}) \\
-        o_t &= \sigma(W_{io} x_t + b_{io} + W_{ho} h_{t-1} + b_{ho}) \\
+        i_t &= f(W_{ii} x_t + b_{ii} + W_{hi} h_{t-1} + b_{hi}
+               \;[+\, w_{ci} \odot c_{t-1}]) \\
+        f_t &= f(W_{if} x_t + b_{if} + W_{hf} h_{t-1} + b_{hf}
+               \;[+\, w_{cf} \odot c_{t-1}]) \\
+        g_t &= g(W_{ig} x_t + b_{ig} + W_{hg} h_{t-1} + b_{hg}) \\
         c_t &= f_t \odot c_{t-1} + i_t \odot g_t \\
-        h_t &= o_t \odot \tanh(c_t) \quad (\text{then } h_t \leftarrow W_{hr} h_t
+        o_t &= f(W_{io} x_t + b_{io} + W_{ho} h_{t-1} + b_{ho} \;[+\, w_{co} \odot c_t]) \\
+        h_t &= o_t \odot h(c_t) \quad (\text{then } h_t \leftarrow W_{hr} h_t
                \text{ if } \texttt{proj\_size} > 0), \qquad y_t = h_t
         \end{aligned}
+
+    with, by default, :math:`f = \sigma` (``gate_activation``), :math:`g = \tanh`
+    (``input_activation``) and :math:`h = \tanh` (``output_activation``); the
+    bracketed terms are the peepholes.
+
+    Options (all off by default; the defaults are the standard LSTM of
+    ``torch.nn.LSTM``, with its parameter names and shapes):
+
+    * ``peephole`` (Gers, Schraudolph & Schmidhuber, "Learning precise timing with
+      LSTM recurrent networks", 2002): diagonal cell-to-gate weights
+      ``weight_ci``, ``weight_cf``, ``weight_co`` of shape ``(H,)``; the input
+      and forget gates look at :math:`c_{t-1}`, the output gate at :math:`c_t`.
+      Initialised to zero, so training starts from the plain LSTM.
+    * ``forget_bias`` (Jozefowicz, Zaremba & Sutskever, "An empirical exploration
+      of recurrent network architectures", 2015): the initial value of the
+      forget gate's ``bias_ih`` block (default 1.0, which keeps memory early in
+      training; ``bias_hh`` stays 0).  It changes initialisation only.
+    * ``coupled`` (Greff et al., "LSTM: a search space odyssey", 2015, "CIFG"):
+      :math:`i_t = 1 - f_t`.  The input gate has no parameters: the gate
+      blocks become f, g, o, so ``weight_ih`` is ``(3H, H_in)``, ``weight_hh``
+      ``(3H, H_out)``, the biases ``(3H,)``, and there is no ``weight_ci``.
+    * ``layer_norm`` (Ba, Kiros & Hinton, "Layer normalization", 2016): the
+      paper's LSTM variant, with separate normalisations of the input and
+      recurrent contributions, each over all the gates together, and of the
+      cell before the output activation:
+
+      .. math::
+          a_t = \mathrm{LN}(W_{ih} x_t; \gamma_1, \beta_1)
+                + \mathrm{LN}(W_{hh} h_{t-1}; \gamma_2, \beta_2) + b_{ih} + b_{hh},
+          \qquad h_t = o_t \odot h(\mathrm{LN}(c_t; \gamma_3, \beta_3))
+
+      where :math:`a_t` stacks the gate pre-activations (``4H`` or ``3H``
+      values) and the state keeps the unnormalised :math:`c_t`.  Submodules
+      ``ln_ih`` and ``ln_hh`` (``nn.LayerNorm`` of ``4H``/``3H``) and ``ln_c``
+      (``H``); peepholes are added after the normalisation.
+    * ``gate_activation``, ``input_activation``, ``output_activation``: the
+      functions :math:`f`, :math:`g`, :math:`h` by name: ``"sigmoid"``,
+      ``"tanh"``, ``"relu"``, ``"identity"``, ``"hard_sigmoid"``, ``"softsign"``.
+
+    :meth:`is_standard` tells whether the cell is torch.nn.LSTM's (every
+    option at its default apart from ``forget_bias`` and ``proj_size``), so that
+    a layer may use torch's fused kernel.
 
     Args:
         input_size: features of ``x_t`` (H_in).
         hidden_size: features of the memory cell ``c_t`` (H).
         bias: if False, no ``b_ih`` and ``b_hh``.
         proj_size: if > 0, ``h_t`` is projected to this size (H_out); else H_out = H.
+        peephole, forget_bias, coupled, layer_norm, gate_activation,
+        input_activation, output_activation: as above.
 
     Shapes: ``x_t`` ``(N, H_in)``; state :class:`LSTMState` ``(h, c)`` with ``h``
     ``(N, H_out)`` and ``c`` ``(N, H)``; output ``y_t = h_t`` ``(N, H_out)``.
 
-    Attributes (gate blocks stacked in the order i, f, g, o as in torch.nn.LSTM):
+    Attributes (gate blocks stacked in the order i, f, g, o as in torch.nn.LSTM;
+    f, g, o when ``coupled``):
         weight_ih: ``(4H, H_in)``, Xavier-uniform per gate.
         weight_hh: ``(4H, H_out)``, orthogonal per gate.
         bias_ih, bias_hh: ``(4H,)``; zero except the forget gate's ``bias_ih``
-            block, which is 1 so that memory is kept early in training
-            (Jozefowicz, Zaremba & Sutskever, 2015).
+            block, which is ``forget_bias``.
         weight_hr: ``(H_out, H)`` when ``proj_size > 0``.
+        weight_ci, weight_cf, weight_co: ``(H,)`` with ``peephole``.
+
+    Departures from the papers: the peephole LSTM of Gers et al. has no
+    forget-gate bias convention and no projection, and Ba et al. give no
+    separate biases besides the LayerNorm shifts :math:`\beta`; here ``b_ih``
+    and ``b_hh`` are kept in every variant (so parameter names do not depend
+    on the options), which adds ``2 * 4H`` redundant parameters under
+    ``layer_norm``.
     """
 
     def __init__(
@@ -59,6 +130,13 @@ class LSTMCell(RecurrentCell):
         bias: bool = True,
         proj_size: int = 0,
         *,
+        peephole: bool = False,
+        forget_bias: float = 1.0,
+        coupled: bool = False,
+        layer_norm: bool = False,
+        gate_activation: str = "sigmoid",
+        input_activation: str = "tanh",
+        output_activation: str = "tanh",
         device=None,
         dtype=None,
     ) -> None:
@@ -67,15 +145,23 @@ class LSTMCell(RecurrentCell):
             raise ValueError(
                 f"expected 0 <= proj_size < hidden_size ({hidden_size}), got {proj_size}"
             )
+        self._f = _activation("gate_activation", gate_activation)
+        self._g = _activation("input_activation", input_activation)
+        self._h = _activation("output_activation", output_activation)
         factory = {"device": device, "dtype": dtype}
         h_out = proj_size or hidden_size
         self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, h_out
         self.proj_size = proj_size
-        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size, **factory))
-        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, h_out, **factory))
+        self.peephole, self.forget_bias = bool(peephole), float(forget_bias)
+        self.coupled, self.layer_norm = bool(coupled), bool(layer_norm)
+        self.gate_activation = gate_activation
+        self.input_activation, self.output_activation = input_activation, output_activation
+        G = self.num_gates = 3 if coupled else 4
+        self.weight_ih = nn.Parameter(torch.empty(G * hidden_size, input_size, **factory))
+        self.weight_hh = nn.Parameter(torch.empty(G * hidden_size, h_out, **factory))
         if bias:
-            self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size, **factory))
-            self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size, **factory))
+            self.bias_ih = nn.Parameter(torch.empty(G * hidden_size, **factory))
+            self.bias_hh = nn.Parameter(torch.empty(G * hidden_size, **factory))
         else:
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
@@ -83,20 +169,45 @@ class LSTMCell(RecurrentCell):
             self.weight_hr = nn.Parameter(torch.empty(proj_size, hidden_size, **factory))
         else:
             self.register_parameter("weight_hr", None)
+        for name in ("weight_ci", "weight_cf", "weight_co"):
+            if peephole and not (coupled and name == "weight_ci"):
+                setattr(self, name, nn.Parameter(torch.empty(hidden_size, **factory)))
+            else:
+                self.register_parameter(name, None)
+        if layer_norm:
+            self.ln_ih = nn.LayerNorm(G * hidden_size, **factory)
+            self.ln_hh = nn.LayerNorm(G * hidden_size, **factory)
+            self.ln_c = nn.LayerNorm(hidden_size, **factory)
+        self._standard = self.is_standard()  # options are fixed at construction
         self.reset_parameters()
+
+    def is_standard(self) -> bool:
+        """True when the cell computes torch.nn.LSTM's step (a fused kernel may run it)."""
+        return not (self.peephole or self.coupled or self.layer_norm) and (
+            self.gate_activation,
+            self.input_activation,
+            self.output_activation,
+        ) == ("sigmoid", "tanh", "tanh")
 
     def reset_parameters(self) -> None:
         H = self.hidden_size
-        for k in range(4):
+        for k in range(self.num_gates):
             nn.init.xavier_uniform_(self.weight_ih[k * H : (k + 1) * H])
             nn.init.orthogonal_(self.weight_hh[k * H : (k + 1) * H])
         if self.bias_ih is not None:
             nn.init.zeros_(self.bias_ih)
             nn.init.zeros_(self.bias_hh)
+            k = 0 if self.coupled else 1  # the forget gate's block
             with torch.no_grad():
-                self.bias_ih[H : 2 * H].fill_(1.0)
+                self.bias_ih[k * H : (k + 1) * H].fill_(self.forget_bias)
         if self.weight_hr is not None:
             nn.init.xavier_uniform_(self.weight_hr)
+        for w in (self.weight_ci, self.weight_cf, self.weight_co):
+            if w is not None:
+                nn.init.zeros_(w)
+        if self.layer_norm:
+            for ln in (self.ln_ih, self.ln_hh, self.ln_c):
+                ln.reset_parameters()
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> LSTMState:
         return LSTMState(
@@ -106,19 +217,60 @@ class LSTMCell(RecurrentCell):
 
     def project_input(self, x: Tensor) -> Tensor:
         u = x @ self.weight_ih.t()  # (*, 4H)
+        if self.layer_norm:
+            u = self.ln_ih(u)
         if self.bias_ih is not None:
             u = u + (self.bias_ih + self.bias_hh)
         return u
 
     def recur(self, u_t: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
-        gates = torch.addmm(u_t, state.h, self.weight_hh.t())  # (N, 4H)
-        i, f, g, o = gates.chunk(4, dim=1)
-        c = torch.sigmoid(f) * state.c + torch.sigmoid(i) * torch.tanh(g)  # (N, H)
-        h = torch.sigmoid(o) * torch.tanh(c)
+        if self._standard:
+            gates = torch.addmm(u_t, state.h, self.weight_hh.t())  # (N, 4H)
+            i, f, g, o = gates.chunk(4, dim=1)
+            c = torch.sigmoid(f) * state.c + torch.sigmoid(i) * torch.tanh(g)  # (N, H)
+            h = torch.sigmoid(o) * torch.tanh(c)
+        else:
+            h, c = self._recur_general(u_t, state)
         if self.weight_hr is not None:
             h = h @ self.weight_hr.t()  # (N, H_out)
         return h, LSTMState(h, c)
 
+    def _recur_general(self, u_t: Tensor, state: LSTMState) -> tuple[Tensor, Tensor]:
+        """Every option; returns ``h_t`` before the projection, and ``c_t``."""
+        c_prev = state.c  # (N, H)
+        rec = state.h @ self.weight_hh.t()  # (N, G*H)
+        if self.layer_norm:
+            rec = self.ln_hh(rec)
+        gates = u_t + rec
+        if self.coupled:
+            a_f, a_g, a_o = gates.chunk(3, dim=1)
+        else:
+            a_i, a_f, a_g, a_o = gates.chunk(4, dim=1)
+        if self.weight_cf is not None:
+            a_f = a_f + self.weight_cf * c_prev
+        f = self._f(a_f)
+        if self.coupled:
+            i = 1.0 - f
+        else:
+            i = self._f(a_i if self.weight_ci is None else a_i + self.weight_ci * c_prev)
+        c = f * c_prev + i * self._g(a_g)  # (N, H)
+        o = self._f(a_o if self.weight_co is None else a_o + self.weight_co * c)
+        h = o * self._h(self.ln_c(c) if self.layer_norm else c)
+        return h, c
+
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
-        return s + (f", proj_size={self.proj_size}" if self.proj_size else "")
+        s += f", proj_size={self.proj_size}" if self.proj_size else ""
+        for name in ("peephole", "coupled", "layer_norm"):
+            if getattr(self, name):
+                s += f", {name}=True"
+        if self.forget_bias != 1.0:
+            s += f", forget_bias={self.forget_bias}"
+        for name, default in (
+            ("gate_activation", "sigmoid"),
+            ("input_activation", "tanh"),
+            ("output_activation", "tanh"),
+        ):
+            if getattr(self, name) != default:
+                s += f", {name}={getattr(self, name)!r}"
+        return s
