@@ -5,6 +5,7 @@ run any cell over time, stack it and read both directions; ``RNN``, ``LSTM``
 and ``GRU`` are drop-in replacements for their torch.nn namesakes.
 """
 
+from memnets import stacks  # noqa: F401  (registers the make_stack designs)
 from memnets.cells import (
     ElmanCell,
     ElmanState,
