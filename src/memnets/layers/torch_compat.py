@@ -90,6 +90,11 @@ class _TorchCompatible(nn.Module):
                     flat = name.replace(".", "_") + f"_l{k}" + ("_reverse" if d else "")
                     self._flat_names[flat] = f"{prefix}.{name}"
         self._nested_names = {v: k for k, v in self._flat_names.items()}
+        # (owner module, attribute) of each weight in torch.nn's order, for the fused kernel
+        self._weight_refs = [
+            (self.get_submodule(n.rpartition(".")[0]), n.rpartition(".")[2])
+            for n in self._flat_names.values()
+        ]
         self.register_state_dict_post_hook(_to_flat_names)
         self.register_load_state_dict_pre_hook(_from_flat_names)
 
@@ -122,7 +127,7 @@ class _TorchCompatible(nn.Module):
 
     @property
     def _flat_weights(self) -> list[Tensor]:
-        return [self.get_parameter(n) for n in self._flat_names.values()]
+        return [getattr(module, name) for module, name in self._weight_refs]
 
     def flatten_parameters(self) -> None:
         """Kept for compatibility with torch.nn; parameters are not flattened."""
