@@ -32,7 +32,8 @@ SST_URLS = {
 }
 SST_SHA256 = {
     "sentences/stsa.binary.dev": "02fedc82855dbdcabe82c65ed1af6c6570788eaac51073cdb35ee8c7784426d1",
-    "sentences/stsa.binary.test": "6a80dc9b9a0db2d3b37f2f809304febad31c90ab67a5b4157b7d9f881c53ef5b",
+    "sentences/stsa.binary.test":
+        "6a80dc9b9a0db2d3b37f2f809304febad31c90ab67a5b4157b7d9f881c53ef5b",
     "sentences/stsa.binary.train":
         "71c04bcc41291fa47454dd670df701b14ee9249156babeaac404cfe2c8d74338",
     "sentences/stsa.fine.dev": "b2f76c62b960f9fda5c6d751edb125abab4f878eb94a8754239b7f4af647f4c3",
