@@ -20,6 +20,13 @@ from memnets.cells.registry import (
     register_stack,
     stack_names,
 )
+from memnets.cells.regularizers import (
+    CellWrapper,
+    DropConnect,
+    VariationalDropout,
+    Zoneout,
+    regularize,
+)
 from memnets.cells.scrn import SCRNCell, SCRNState
 
 register_cell("elman", ElmanCell)
@@ -32,6 +39,8 @@ register_cell("scrn", SCRNCell)
 register_cell("indrnn", IndRNNCell)
 
 __all__ = [
+    "CellWrapper",
+    "DropConnect",
     "ElmanCell",
     "ElmanState",
     "GRUCell",
@@ -49,11 +58,14 @@ __all__ = [
     "RecurrentCell",
     "SCRNCell",
     "SCRNState",
+    "VariationalDropout",
+    "Zoneout",
     "cell_names",
     "constrain_all_",
     "make_cell",
     "make_stack",
     "register_cell",
     "register_stack",
+    "regularize",
     "stack_names",
 ]

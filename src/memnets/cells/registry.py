@@ -12,6 +12,7 @@ from collections.abc import Callable
 from torch import nn
 
 from memnets.cells.base import RecurrentCell
+from memnets.cells.regularizers import REGULARIZER_OPTIONS, regularize
 
 _CELLS: dict[str, Callable[..., RecurrentCell]] = {}
 _STACKS: dict[str, Callable[..., nn.Module]] = {}
@@ -55,10 +56,17 @@ def stack_names() -> list[str]:
 
 
 def make_cell(name: str, *, input_size: int, hidden_size: int, **options) -> RecurrentCell:
-    """Build the cell registered as ``name``; ``options`` go to its constructor."""
+    """Build the cell registered as ``name``; ``options`` go to its constructor.
+
+    The regulariser options ``input_dropout``, ``state_dropout``, ``zoneout``
+    and ``weight_dropout`` wrap the cell instead (see
+    :func:`memnets.cells.regularizers.regularize`), so any cell takes them.
+    """
     if name not in _CELLS:
         raise ValueError(f"unknown cell {name!r}; expected one of {', '.join(cell_names())}")
-    return _CELLS[name](input_size, hidden_size, **options)
+    rates = {k: options.pop(k) for k in REGULARIZER_OPTIONS if k in options}
+    cell = _CELLS[name](input_size, hidden_size, **options)
+    return regularize(cell, **rates) if rates else cell
 
 
 def make_stack(name: str, *, input_size: int, hidden_size: int, num_layers: int, **options):
