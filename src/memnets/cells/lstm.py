@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from memnets.cells.base import RecurrentCell
 from memnets.cells.elman import _zeros
+from memnets.cells.fused import LSTMPointwise
 
 
 class LSTMState(NamedTuple):
@@ -226,9 +227,7 @@ class LSTMCell(RecurrentCell):
     def recur(self, u_t: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
         if self._standard:
             gates = torch.addmm(u_t, state.h, self.weight_hh.t())  # (N, 4H)
-            i, f, g, o = gates.chunk(4, dim=1)
-            c = torch.sigmoid(f) * state.c + torch.sigmoid(i) * torch.tanh(g)  # (N, H)
-            h = torch.sigmoid(o) * torch.tanh(c)
+            h, c = LSTMPointwise.apply(gates, state.c)  # the equations above, one autograd node
         else:
             h, c = self._recur_general(u_t, state)
         if self.weight_hr is not None:

@@ -349,6 +349,9 @@ class LSTM(_TorchCompatible):
 
     _default_cell = LSTMCell
 
+    def _fusable(self, cell: LSTMCell) -> bool:
+        return cell.is_standard()
+
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, proj_size: int = 0, **kwargs) -> None:
