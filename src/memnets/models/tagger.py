@@ -1,0 +1,367 @@
+"""Sequence taggers for slot filling, with an optional joint intent classifier.
+
+One model covers the designs the slot-filling literature compares:
+
+* Elman and Jordan RNNs reading a window of word embeddings (Mesnil et al.,
+  "Using recurrent neural networks for slot filling in spoken language
+  understanding", 2015);
+* LSTM and GRU taggers, uni- or bidirectional and stacked;
+* a linear-chain CRF output layer (:mod:`memnets.models.crf`);
+* a many-to-one intent head on the same encoder, pooling the encoder's outputs
+  by the last states, mean, max, or attention (Liu & Lane, "Attention-based
+  recurrent neural network models for joint intent detection and slot
+  filling", 2016);
+* an optional character-level word encoder, so an unseen word (a new city
+  name) is still represented by its spelling.
+
+All recurrent parts are built from the cell registry (:func:`memnets.make_cell`)
+and run with :class:`memnets.Recurrent` / :class:`memnets.Bidirectional` /
+:class:`memnets.Stacked` with ``lengths``.  Imports torch and memnets only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from memnets.cells.registry import make_cell
+from memnets.layers import Bidirectional, Recurrent, Stacked
+from memnets.models.crf import LinearChainCRF, bio_constraints
+
+POOLINGS = ("none", "last", "mean", "max", "attention")
+CELL_OUTPUTS = ("features", "posterior")
+
+
+@dataclass
+class TaggerConfig:
+    """Hyper-parameters of :class:`SlotTagger` (the ``model:`` part of a recipe).
+
+    Args:
+        cell: name of a registered cell (``elman``, ``jordan``, ``lstm``, ``gru``, ...).
+        hidden_size: features of each direction's state.
+        num_layers: stacked recurrent layers.
+        bidirectional: read each utterance in both directions.
+        cell_options: extra keyword arguments for the cell's constructor.
+        cell_output: ``features`` (a linear layer maps the top layer's outputs
+            to slot scores) or ``posterior``: the top cell itself outputs the
+            distribution over tags (built with ``output_size`` = number of
+            tags, as the ``jordan`` cell of Mesnil et al.) and its logarithm is
+            the slot score.  ``posterior`` needs a one-directional top layer.
+        word_dim: word embedding size.
+        window: context half-width ``k``; the encoder reads the concatenated
+            embeddings of words ``t-k .. t+k`` at step ``t`` (zeros beyond the
+            utterance).  0 reads word ``t`` alone.
+        char_dim: character embedding size; 0 switches the character encoder off.
+        char_filters: output features of the character CNN.
+        char_kernel: width of its filters, in characters.
+        dropout: on word representations, between layers and before the heads.
+        word_dropout: probability of replacing a training word by ``<unk>``,
+            which teaches the ``<unk>`` embedding.
+        crf: decode slots with a linear-chain CRF instead of per-word softmax.
+        bio_constrained: with ``crf``, forbid ``I-x`` after anything but
+            ``B-x``/``I-x`` and at the start (read from the tag names).
+        intent_pooling: ``none`` (slots only), ``last``, ``mean``, ``max`` or
+            ``attention``.
+        intent_weight: weight of the intent loss against the slot loss.
+    """
+
+    cell: str = "lstm"
+    hidden_size: int = 100
+    num_layers: int = 1
+    bidirectional: bool = False
+    cell_options: dict[str, Any] = field(default_factory=dict)
+    cell_output: str = "features"
+    word_dim: int = 100
+    window: int = 0
+    char_dim: int = 0
+    char_filters: int = 50
+    char_kernel: int = 3
+    dropout: float = 0.0
+    word_dropout: float = 0.0
+    crf: bool = False
+    bio_constrained: bool = True
+    intent_pooling: str = "none"
+    intent_weight: float = 1.0
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> TaggerConfig:
+        d = dict(d or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown tagger option(s) {unknown}; expected some of {sorted(known)}"
+            )
+        cfg = cls(**d)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.cell_output not in CELL_OUTPUTS:
+            raise ValueError(
+                f"expected cell_output one of {CELL_OUTPUTS}, got {self.cell_output!r}"
+            )
+        if self.cell_output == "posterior" and self.bidirectional:
+            raise ValueError("expected bidirectional: false with cell_output: posterior")
+        if self.intent_pooling not in POOLINGS:
+            raise ValueError(
+                f"expected intent_pooling one of {POOLINGS}, got {self.intent_pooling!r}"
+            )
+        for name in ("hidden_size", "num_layers", "word_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"expected {name} >= 1, got {getattr(self, name)}")
+        if self.window < 0 or self.char_dim < 0:
+            raise ValueError(
+                f"expected window >= 0 and char_dim >= 0, got {self.window} and {self.char_dim}"
+            )
+        for name in ("dropout", "word_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"expected {name} in [0, 1), got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TaggerOutput(NamedTuple):
+    """``emissions`` ``(N, L, T)`` slot scores; ``intent_logits`` ``(N, K)`` or None."""
+
+    emissions: Tensor
+    intent_logits: Tensor | None
+
+
+class CharCNN(nn.Module):
+    r"""Word representation from its characters: embed, convolve, max over positions.
+
+    .. math::
+        r_w = \max_{j} \mathrm{ReLU}(W * [c_{j-k'} \dots c_{j+k'}] + b)
+
+    (Ma & Hovy, "End-to-end sequence labeling via bi-directional
+    LSTM-CNNs-CRF", 2016, without their per-character dropout.)
+
+    Shapes: chars ``(N, L, C)`` with 0 = pad -> ``(N, L, F)``; words made of
+    padding only give zeros.
+    """
+
+    def __init__(self, num_chars: int, char_dim: int, filters: int, kernel: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(num_chars, char_dim, padding_idx=0)
+        self.conv = nn.Conv1d(char_dim, filters, kernel, padding=kernel // 2)
+        self.output_size = filters
+
+    def forward(self, chars: Tensor) -> Tensor:
+        N, L, C = chars.shape
+        flat = chars.reshape(N * L, C)
+        x = self.embed(flat).transpose(1, 2)  # (N*L, D_c, C)
+        h = F.relu(self.conv(x))[:, :, :C]  # (N*L, F, C)
+        real = (flat != 0).unsqueeze(1)  # (N*L, 1, C)
+        h = h.masked_fill(~real, 0.0)  # ReLU output >= 0, so 0 is neutral for max
+        return h.max(dim=2).values.reshape(N, L, -1)  # (N, L, F)
+
+
+def context_window(x: Tensor, k: int) -> Tensor:
+    """Concatenate each step with its ``k`` neighbours on either side.
+
+    ``(N, L, D)`` -> ``(N, L, (2k+1) D)``; steps outside ``[0, L)`` read zeros,
+    so the caller zeroes padded steps first.  Block ``j`` of the output at step
+    ``t`` is ``x[t - k + j]``.
+    """
+    if k == 0:
+        return x
+    N, L, D = x.shape
+    padded = F.pad(x, (0, 0, k, k))  # (N, L + 2k, D)
+    return torch.cat([padded[:, j : j + L] for j in range(2 * k + 1)], dim=2)
+
+
+class SlotTagger(nn.Module):
+    r"""Recurrent slot tagger with an optional joint intent head.
+
+    For an utterance :math:`w_1 \dots w_n`:
+
+    .. math::
+        e_t &= [\mathrm{Emb}(w_t); \mathrm{CharCNN}(w_t)] \\
+        x_t &= [e_{t-k}; \dots; e_t; \dots; e_{t+k}] \\
+        h_1 \dots h_n &= \mathrm{RNN}(x_1 \dots x_n) \\
+        E_t &= W_s h_t + b_s \quad\text{(slot scores; softmax or CRF)} \\
+        c &= \mathrm{pool}(h_1 \dots h_n), \qquad
+             p(\text{intent}) = \mathrm{softmax}(W_i c + b_i)
+
+    where :math:`\mathrm{pool}` is the last states (the forward direction's last
+    step and the backward direction's first), the mean, the elementwise max,
+    or attention :math:`c = \sum_t \alpha_t h_t`,
+    :math:`\alpha = \mathrm{softmax}_t(v^\top \tanh(W_a h_t + b_a))`.
+
+    The loss is the slot loss (per-word cross-entropy averaged over words, or
+    the CRF negative log-likelihood averaged over utterances) plus
+    ``intent_weight`` times the intent cross-entropy.
+
+    Shapes (N = batch, L = longest utterance, C = longest word, T = tags,
+    K = intents):
+
+    * words ``(N, L)``, chars ``(N, L, C)`` (0 = pad), lengths ``(N,)``.
+    * output :class:`TaggerOutput`: emissions ``(N, L, T)``, intent logits ``(N, K)``.
+
+    Args:
+        config: :class:`TaggerConfig`.
+        num_words, num_chars: vocabulary sizes (id 0 is padding, 1 unknown).
+        tags: the tag names (their number sets T; their names set the BIO
+            constraints of the CRF).
+        num_intents: K, or 0 for no intent head.
+
+    Departures from the papers: Mesnil et al. train the Elman/Jordan taggers
+    with plain SGD and sigmoid units; here the cell's own non-linearity and the
+    recipe's optimiser are used (the ``jordan`` cell keeps their sigmoid
+    hidden units by default).  With ``cell_output: posterior`` the Jordan cell's
+    softmax output is the slot posterior and is fed back, as in the paper.
+    Liu & Lane's attention model also attends for every slot; here attention
+    pools only for the intent.
+    """
+
+    def __init__(
+        self,
+        config: TaggerConfig,
+        *,
+        num_words: int,
+        num_chars: int,
+        tags: list[str],
+        num_intents: int = 0,
+    ) -> None:
+        super().__init__()
+        config.validate()
+        if config.intent_pooling != "none" and num_intents < 1:
+            raise ValueError(
+                f"expected intents in the data for intent_pooling={config.intent_pooling!r}, "
+                "got none"
+            )
+        self.config = config
+        self.num_tags = len(tags)
+        self.num_intents = num_intents if config.intent_pooling != "none" else 0
+        self.unk_id = 1
+        self.embed = nn.Embedding(num_words, config.word_dim, padding_idx=0)
+        rep = config.word_dim
+        self.chars = None
+        if config.char_dim > 0:
+            self.chars = CharCNN(num_chars, config.char_dim, config.char_filters,
+                                 config.char_kernel)
+            rep += self.chars.output_size
+        in_size = rep * (2 * config.window + 1)
+        self.posterior = config.cell_output == "posterior"
+        layers = []
+        for k in range(config.num_layers):
+            top = k == config.num_layers - 1
+            if config.bidirectional:
+                layer = Bidirectional(self._cell(in_size), self._cell(in_size), batch_first=True)
+            elif top and self.posterior:
+                layer = Recurrent(self._cell(in_size, output_size=self.num_tags),
+                                  batch_first=True)
+            else:
+                layer = Recurrent(self._cell(in_size), batch_first=True)
+            layers.append(layer)
+            in_size = layer.output_size
+        self.encoder = Stacked(layers, dropout=config.dropout, batch_first=True)
+        self.forward_size = (layers[-1].forward_layer.output_size if config.bidirectional
+                             else in_size)
+        self.drop = nn.Dropout(config.dropout)
+        self.slot_head = None if self.posterior else nn.Linear(in_size, self.num_tags)
+        self.crf = None
+        if config.crf:
+            allowed = allowed_start = None
+            if config.bio_constrained:
+                allowed, allowed_start = bio_constraints(tags)
+            self.crf = LinearChainCRF(self.num_tags, allowed=allowed,
+                                      allowed_start=allowed_start)
+        self.attention = None
+        self.intent_head = None
+        if self.num_intents:
+            if config.intent_pooling == "attention":
+                self.attention = nn.Sequential(
+                    nn.Linear(in_size, in_size), nn.Tanh(), nn.Linear(in_size, 1, bias=False)
+                )
+            self.intent_head = nn.Linear(in_size, self.num_intents)
+
+    def _cell(self, input_size: int, **extra):
+        c = self.config
+        return make_cell(c.cell, input_size=input_size, hidden_size=c.hidden_size,
+                         **c.cell_options, **extra)
+
+    def forward(self, words: Tensor, chars: Tensor | None, lengths: Tensor) -> TaggerOutput:
+        N, L = words.shape
+        lengths = torch.as_tensor(lengths, dtype=torch.long)
+        valid = (torch.arange(L).unsqueeze(0) < lengths.unsqueeze(1)).to(words.device)  # (N, L)
+        if self.training and self.config.word_dropout > 0:
+            drop = torch.rand(words.shape, device=words.device) < self.config.word_dropout
+            words = words.masked_fill(drop & valid, self.unk_id)
+        e = self.embed(words)  # (N, L, D_w)
+        if self.chars is not None:
+            if chars is None:
+                raise ValueError("expected chars (N, L, C) for a tagger with a character encoder")
+            e = torch.cat([e, self.chars(chars)], dim=2)  # (N, L, D_w + F)
+        e = self.drop(e) * valid.unsqueeze(2)
+        x = context_window(e, self.config.window)  # (N, L, (2k+1) D)
+        h, _ = self.encoder(x, lengths=lengths.cpu())  # (N, L, H_out); zero at padding
+        if self.posterior:  # h holds p(tag) at each step
+            emissions = torch.log(h.clamp_min(1e-12)) * valid.unsqueeze(2)  # (N, L, T)
+        else:
+            h = self.drop(h)
+            emissions = self.slot_head(h)  # (N, L, T)
+        intent = None
+        if self.intent_head is not None:
+            intent = self.intent_head(self._pool(h, valid, lengths))  # (N, K)
+        return TaggerOutput(emissions, intent)
+
+    def _pool(self, h: Tensor, valid: Tensor, lengths: Tensor) -> Tensor:
+        how = self.config.intent_pooling
+        if how == "mean":
+            return h.sum(1) / lengths.to(h.device, h.dtype).unsqueeze(1)
+        if how == "max":
+            return h.masked_fill(~valid.unsqueeze(2), float("-inf")).max(1).values
+        if how == "attention":
+            score = self.attention(h).squeeze(2)  # (N, L)
+            alpha = score.masked_fill(~valid, float("-inf")).softmax(1)  # (N, L)
+            return (alpha.unsqueeze(2) * h).sum(1)  # (N, H_out)
+        # last: the forward direction's last valid step (and the backward one's first)
+        idx = (lengths - 1).to(h.device)
+        last = h[torch.arange(h.shape[0], device=h.device), idx]  # (N, H_out)
+        if not self.config.bidirectional:
+            return last
+        f = self.forward_size
+        return torch.cat([last[:, :f], h[:, 0, f:]], dim=1)
+
+    def loss(self, out: TaggerOutput, tags: Tensor, intents: Tensor, lengths: Tensor) -> Tensor:
+        """Slot loss plus weighted intent loss; -100 marks labels to ignore."""
+        if self.crf is not None:
+            lengths_d = lengths.to(out.emissions.device)
+            valid = (torch.arange(tags.shape[1], device=tags.device).unsqueeze(0)
+                     < lengths_d.unsqueeze(1))
+            # utterances holding a tag unseen in training have no CRF path: skip them
+            usable = ~((tags < 0) & valid).any(1)
+            if usable.any():
+                nll = self.crf.nll(out.emissions[usable], tags[usable], lengths_d[usable])
+                slot = nll.mean()
+            else:
+                slot = out.emissions.sum() * 0.0
+        else:
+            slot = F.cross_entropy(out.emissions.reshape(-1, self.num_tags), tags.reshape(-1),
+                                   ignore_index=-100)
+        if out.intent_logits is None:
+            return slot
+        if (intents >= 0).any():
+            intent = F.cross_entropy(out.intent_logits, intents, ignore_index=-100)
+            slot = slot + self.config.intent_weight * intent
+        return slot
+
+    @torch.no_grad()
+    def decode(self, out: TaggerOutput, lengths: Tensor) -> tuple[list[list[int]], list[int]]:
+        """Tag ids per utterance (Viterbi with a CRF, else argmax) and intent ids
+        (empty list without an intent head)."""
+        lengths = torch.as_tensor(lengths, dtype=torch.long)
+        if self.crf is not None:
+            tags = self.crf.decode(out.emissions, lengths.to(out.emissions.device))
+        else:
+            best = out.emissions.argmax(2).cpu()
+            tags = [best[i, : int(n)].tolist() for i, n in enumerate(lengths)]
+        intents = [] if out.intent_logits is None else out.intent_logits.argmax(1).tolist()
+        return tags, intents

@@ -1,0 +1,221 @@
+"""Slot tagger: each part against a naive loop of its equations written here,
+variable-length batches against each utterance alone, and a smoke test that it learns."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from memnets.models.tagger import CharCNN, SlotTagger, TaggerConfig, context_window
+
+TAGS = ["O", "B-a", "I-a", "B-b"]
+
+
+def _model(seed=0, **kw):
+    torch.manual_seed(seed)
+    cfg = TaggerConfig.from_dict({"hidden_size": 6, "word_dim": 5, **kw})
+    m = SlotTagger(cfg, num_words=12, num_chars=9, tags=TAGS, num_intents=3).double()
+    return m.eval()
+
+
+def _batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([5, 2, 4])
+    words = torch.randint(2, 12, (3, 5), generator=g)
+    chars = torch.randint(1, 9, (3, 5, 4), generator=g)
+    chars[:, :, 3] = 0  # every word has at most 3 characters
+    chars[0, 1, 1:] = 0  # one 1-character word
+    for i, n in enumerate(lengths.tolist()):
+        words[i, n:] = 0
+        chars[i, n:] = 0
+    return words, chars, lengths
+
+
+def test_context_window_against_loop():
+    x = torch.randn(2, 4, 3)
+    k = 2
+    out = context_window(x, k)
+    assert out.shape == (2, 4, 15)
+    for t in range(4):
+        for j in range(2 * k + 1):
+            s = t - k + j
+            ref = x[:, s] if 0 <= s < 4 else torch.zeros(2, 3)
+            assert torch.equal(out[:, t, 3 * j:3 * j + 3], ref)
+    assert torch.equal(context_window(x, 0), x)
+
+
+def test_char_cnn_against_loop_and_padding():
+    torch.manual_seed(0)
+    cnn = CharCNN(9, 4, 5, 3).double()
+    chars = torch.tensor([[[3, 4, 5, 0], [2, 0, 0, 0], [0, 0, 0, 0]]])  # (1, 3, 4)
+    out = cnn(chars)  # (1, 3, 5)
+    W, b = cnn.conv.weight, cnn.conv.bias  # (5, 4, 3), (5,)
+    for j, word in enumerate([[3, 4, 5], [2]]):
+        e = cnn.embed.weight[torch.tensor(word)]  # (n, 4)
+        padded = torch.cat([torch.zeros(1, 4, dtype=e.dtype), e, torch.zeros(1, 4,
+                                                                             dtype=e.dtype)])
+        feats = torch.stack([
+            torch.relu((W * padded[p:p + 3].t().unsqueeze(0)).sum((1, 2)) + b)
+            for p in range(len(word))
+        ])  # (n, 5)
+        assert torch.allclose(out[0, j], feats.max(0).values)
+    assert torch.equal(out[0, 2], torch.zeros(5, dtype=out.dtype))
+    # the representation does not depend on how much padding the batch has
+    longer = torch.cat([chars, torch.zeros(1, 3, 6, dtype=torch.long)], dim=2)
+    assert torch.allclose(cnn(longer), out)
+
+
+def test_elman_window_tagger_against_equations():
+    m = _model(cell="elman", window=1)
+    words, chars, lengths = _batch()
+    out = m(words, chars, lengths)
+    cell = m.encoder.layers[0].cell
+    for i, n in enumerate(lengths.tolist()):
+        e = m.embed.weight[words[i, :n]]  # (n, 5)
+        z = torch.zeros(1, 5, dtype=e.dtype)
+        ep = torch.cat([z, e, z])
+        h = torch.zeros(6, dtype=e.dtype)
+        for t in range(n):
+            x = torch.cat([ep[t], ep[t + 1], ep[t + 2]])  # words t-1, t, t+1
+            h = torch.tanh(cell.weight_ih @ x + cell.bias_ih + cell.weight_hh @ h + cell.bias_hh)
+            ref = m.slot_head.weight @ h + m.slot_head.bias
+            assert torch.allclose(out.emissions[i, t], ref)
+
+
+def test_jordan_posterior_tagger_against_equations():
+    m = _model(cell="jordan", cell_output="posterior", window=1, intent_pooling="none")
+    words, chars, lengths = _batch()
+    out = m(words, chars, lengths)
+    assert out.intent_logits is None
+    cell = m.encoder.layers[0].cell
+    assert cell.output_size == len(TAGS)
+    for i, n in enumerate(lengths.tolist()):
+        e = m.embed.weight[words[i, :n]]
+        z = torch.zeros(1, 5, dtype=e.dtype)
+        ep = torch.cat([z, e, z])
+        y = torch.zeros(len(TAGS), dtype=e.dtype)
+        for t in range(n):
+            x = torch.cat([ep[t], ep[t + 1], ep[t + 2]])
+            h = torch.sigmoid(cell.weight_ih @ x + cell.bias_h + cell.weight_yh @ y)
+            y = torch.softmax(cell.weight_hy @ h + cell.bias_y, 0)
+            assert torch.allclose(out.emissions[i, t], torch.log(y))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"cell": "lstm", "bidirectional": True, "char_dim": 3, "intent_pooling": "attention"},
+        {"cell": "gru", "bidirectional": True, "num_layers": 2, "intent_pooling": "last"},
+        {"cell": "lstm", "window": 2, "intent_pooling": "mean", "crf": True},
+        {"cell": "elman", "intent_pooling": "max", "char_dim": 2},
+    ],
+)
+def test_batch_equals_each_utterance_alone(options):
+    m = _model(**options)
+    words, chars, lengths = _batch()
+    out = m(words, chars, lengths)
+    tags, intents = m.decode(out, lengths)
+    for i, n in enumerate(lengths.tolist()):
+        alone = m(words[i:i + 1, :n], chars[i:i + 1, :n], lengths[i:i + 1])
+        assert torch.allclose(out.emissions[i, :n], alone.emissions[0])
+        assert torch.allclose(out.intent_logits[i], alone.intent_logits[0])
+        t1, i1 = m.decode(alone, lengths[i:i + 1])
+        assert tags[i] == t1[0] and intents[i] == i1[0]
+
+
+def test_pooling_against_hand_computation():
+    words, chars, lengths = _batch()
+    m = _model(cell="gru", bidirectional=True, intent_pooling="attention")
+    h, _ = m.encoder(context_window(m.embed(words), 0), lengths=lengths)
+    valid = torch.arange(5).unsqueeze(0) < lengths.unsqueeze(1)
+    pooled = m._pool(h, valid, lengths)
+    att = m.attention
+    for i, n in enumerate(lengths.tolist()):
+        scores = torch.stack([att[2].weight @ torch.tanh(att[0].weight @ h[i, t] + att[0].bias)
+                              for t in range(n)]).squeeze(1)
+        alpha = torch.softmax(scores, 0)
+        assert torch.allclose(pooled[i], (alpha.unsqueeze(1) * h[i, :n]).sum(0))
+    m.config.intent_pooling = "last"
+    last = m._pool(h, valid, lengths)
+    for i, n in enumerate(lengths.tolist()):
+        assert torch.allclose(last[i], torch.cat([h[i, n - 1, :6], h[i, 0, 6:]]))
+
+
+def test_loss_is_cross_entropy_plus_weighted_intent():
+    m = _model(cell="lstm", intent_pooling="mean", intent_weight=0.5)
+    words, chars, lengths = _batch()
+    out = m(words, chars, lengths)
+    tags = torch.randint(0, 4, words.shape)
+    tags[words == 0] = -100
+    tags[0, 0] = -100  # a tag unseen in training
+    intents = torch.tensor([0, -100, 2])
+    loss = m.loss(out, tags, intents, lengths)
+    keep = tags >= 0
+    ref_slot = F.log_softmax(out.emissions, 2)[keep].gather(1, tags[keep].unsqueeze(1)).mean()
+    ref_int = F.log_softmax(out.intent_logits, 1)[[0, 2], [0, 2]].mean()
+    assert torch.allclose(loss, -ref_slot - 0.5 * ref_int)
+
+
+def test_crf_loss_skips_utterances_with_unknown_tags():
+    m = _model(cell="lstm", crf=True, intent_pooling="none")
+    words, chars, lengths = _batch()
+    out = m(words, chars, lengths)
+    tags = torch.randint(0, 4, words.shape)
+    tags[1, 1] = -100
+    loss = m.loss(out, tags, torch.full((3,), -100), lengths)
+    keep = torch.tensor([0, 2])
+    ref = m.crf.nll(out.emissions[keep], tags[keep], lengths[keep]).mean()
+    assert torch.allclose(loss, ref)
+
+
+def test_gradcheck_float64():
+    m = _model(cell="lstm", bidirectional=True, char_dim=2, window=1, crf=True,
+               intent_pooling="attention")
+    words, chars, lengths = _batch()
+    tags = torch.randint(0, 4, words.shape)
+    intents = torch.tensor([0, 1, 2])
+    names = ["embed.weight", "chars.conv.weight", "encoder.layers.0.forward_layer.cell.weight_hh",
+             "crf.transitions", "attention.2.weight", "intent_head.weight"]
+    params = dict(m.named_parameters())
+    inputs = tuple(params[n].detach().clone().requires_grad_() for n in names)
+
+    def loss_of(*values):
+        out = torch.func.functional_call(m, dict(zip(names, values)), (words, chars, lengths))
+        return m.loss(out, tags, intents, lengths)
+
+    assert torch.autograd.gradcheck(loss_of, inputs)
+
+
+def test_bad_config_is_named():
+    with pytest.raises(ValueError, match="unknown tagger option"):
+        TaggerConfig.from_dict({"hidden": 3})
+    with pytest.raises(ValueError, match="expected intent_pooling one of"):
+        TaggerConfig.from_dict({"intent_pooling": "sum"})
+    with pytest.raises(ValueError, match="bidirectional: false with cell_output: posterior"):
+        TaggerConfig.from_dict({"cell_output": "posterior", "bidirectional": True})
+
+
+def test_smoke_learns_a_toy_tagging_rule():
+    # word 2 is followed by a city (B-a); words >= 6 mark intent 1
+    torch.manual_seed(0)
+    cfg = TaggerConfig.from_dict({"cell": "lstm", "bidirectional": True, "hidden_size": 16,
+                                  "word_dim": 8, "intent_pooling": "max"})
+    m = SlotTagger(cfg, num_words=10, num_chars=3, tags=TAGS, num_intents=2)
+    words = torch.randint(2, 10, (64, 6))
+    tags = torch.zeros_like(words)
+    tags[:, 1:][words[:, :-1] == 2] = 1
+    intents = (words >= 6).any(1).long() * (words[:, 0] >= 6).long()
+    lengths = torch.full((64,), 6)
+    opt = torch.optim.Adam(m.parameters(), 0.02)
+    first = None
+    for _ in range(60):
+        loss = m.loss(m(words, None, lengths), tags, intents, lengths)
+        first = first if first is not None else float(loss.detach())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    m.eval()
+    pred, pred_int = m.decode(m(words, None, lengths), lengths)
+    acc = (torch.tensor(pred) == tags).float().mean()
+    assert float(loss.detach()) < 0.3 * first
+    assert acc > 0.95
+    assert (torch.tensor(pred_int) == intents).float().mean() > 0.9
