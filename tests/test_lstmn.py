@@ -189,3 +189,32 @@ def test_parameter_count_matches_paper(bias):
     gates = 4 * H * (H + H_in) + (4 * H if bias else 0)
     attention = A * H + A * H_in + A * H + A
     assert sum(p.numel() for p in cell.parameters()) == gates + attention
+
+
+def test_packed_input_gives_the_same_attention_as_lengths():
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    layer = _layer()
+    torch.manual_seed(6)
+    x = torch.randn(5, 3, 3, dtype=D)
+    lengths = [2, 5, 3]
+    out, _, attn = layer(x, lengths=lengths, return_attention=True)
+    packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+    _, _, attn_p = layer(packed, return_attention=True)
+    torch.testing.assert_close(attn_p, attn)
+
+
+def test_deep_lstmn_in_stacked_equals_each_sequence_alone():
+    from memnets import Stacked
+
+    torch.manual_seed(7)
+    deep = Stacked([LSTMNCell(3, 4, dtype=D), LSTMNCell(4, 5, attention_size=2, dtype=D)])
+    x = torch.randn(6, 3, 3, dtype=D)
+    lengths = [6, 2, 4]
+    out, final = deep(x, lengths=lengths)
+    for n, T in enumerate(lengths):
+        alone, fin = deep(x[:T, n : n + 1])
+        torch.testing.assert_close(out[:T, n : n + 1], alone)
+        assert bool((out[T:, n] == 0).all())
+        for got, want in zip(final, fin):
+            torch.testing.assert_close(got.h[n, : T + 1], want.h[0])
