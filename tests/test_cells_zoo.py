@@ -32,6 +32,8 @@ H_IN, H = 3, 4
 
 # test id -> (registry name, options); every cell and option family is listed here
 ZOO = {
+    "elman": ("elman", {}),
+    "elman_relu_nobias": ("elman", {"nonlinearity": "relu", "bias": False}),
     "irnn": ("irnn", {}),
     "irnn_scaled": ("irnn", {"identity_scale": 0.5, "input_std": 0.3}),
     "jordan": ("jordan", {"output_size": 5}),
@@ -90,6 +92,19 @@ def naive_run(step, x, state):
 
 
 # --- naive implementations of the papers' equations -------------------------------
+
+
+def naive_elman(cell):
+    # Elman 1990: h_t = sigma(W x_t + U h_{t-1} + b)
+    act = torch.tanh if cell.nonlinearity == "tanh" else (lambda a: torch.clamp(a, min=0))
+    b = 0 if cell.bias_ih is None else cell.bias_ih + cell.bias_hh
+
+    def step(x, s):
+        (h,) = s
+        h = act(x @ cell.weight_ih.T + h @ cell.weight_hh.T + b)
+        return h, (h,)
+
+    return step
 
 
 def naive_irnn(cell):
@@ -241,6 +256,7 @@ def naive_gru(cell):
 
 
 NAIVE = {
+    "elman": naive_elman,
     "irnn": naive_irnn,
     "jordan": naive_jordan,
     "scrn": naive_scrn,
@@ -253,6 +269,9 @@ NAIVE = {
 def paper_param_count(key: str) -> int:
     name, opts = ZOO[key]
     bias = opts.get("bias", True)
+    if name == "elman":
+        # paper: one bias; torch.nn.RNNCell's layout has two
+        return H * H_IN + H * H + (2 * H if bias else 0)
     if name == "irnn":
         # paper: W (H x H_in), U (H x H), one bias H; torch layout adds a second bias
         return H * H_IN + H * H + H + H
