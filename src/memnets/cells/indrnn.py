@@ -54,8 +54,8 @@ class IndRNNCell(RecurrentCell):
 
     Attributes:
         weight_ih: ``W``, ``(H, H_in)``, Xavier-uniform.
-        weight_hh: ``u``, ``(H,)``, from U(0, 1) (as in the paper's adding-problem
-            runs), then clipped to the bounds.
+        weight_hh: ``u``, ``(H,)``, from U(0, 1) (our choice: every unit
+            starts with a positive, decaying self-loop), then clipped to the bounds.
         bias: ``b``, ``(H,)``, zero.
 
     Parameter count: ``H * H_in + H + H`` (with bias), as in the paper.

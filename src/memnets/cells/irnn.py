@@ -21,8 +21,8 @@ class IRNNCell(ElmanCell):
         W_{hh} = s \, I, \qquad b_{ih} = b_{hh} = 0, \qquad
         (W_{ih})_{jk} \sim \mathcal{N}(0, \sigma^2)
 
-    where :math:`s` is ``identity_scale`` (1 in the paper's main experiments,
-    a smaller value such as 0.01 in its speech experiments) and :math:`\sigma`
+    where :math:`s` is ``identity_scale`` (1 for the identity; the paper
+    also starts some models from a scaled identity) and :math:`\sigma`
     is ``input_std``.  It is an :class:`~memnets.cells.ElmanCell` with the
     ReLU nonlinearity; only the initialisation differs.
 
