@@ -72,7 +72,8 @@ class JordanCell(RecurrentCell):
 
     Parameter count: ``H * H_in + H * O + H + O * H + O`` (with bias).
 
-    Departures from the papers: none in the model.  With ``"softmax"`` the
+    Departures from the papers: the biases ``b_h`` and ``b_y`` (the papers write
+    none; ``bias=False`` removes them).  With ``"softmax"`` the
     output is a probability vector; train with ``nll_loss`` on its logarithm
     (``torch.log(y.clamp_min(1e-12))``).  Mesnil et al. also feed the model a
     window of word embeddings; that belongs in the input, outside the cell.
