@@ -110,7 +110,8 @@ class MemN2N(nn.Module):
         self.memory_size, self.encoding, self.temporal = memory_size, encoding, temporal
         self.tying, self.random_noise, self.pad_id = tying, random_noise, pad_id
         self.init_std = init_std
-        self.linear = False
+        # linear start is part of the model's state, so a checkpoint resumes in the right mode
+        self.register_buffer("linear_mode", torch.tensor(False))
         V, d = vocab_size, embed_dim
         if tying == "adjacent":
             # embed[0] = B = A^1, embed[k] = C^k = A^{k+1}, embed[K] = C^K = W^T
@@ -139,6 +140,15 @@ class MemN2N(nn.Module):
             if self.tying == "layerwise":
                 self.out[self.pad_id].zero_()
 
+    @property
+    def linear(self) -> bool:
+        """Linear start: the hops' softmaxes are removed while this is True."""
+        return bool(self.linear_mode)
+
+    @linear.setter
+    def linear(self, value: bool) -> None:
+        self.linear_mode.fill_(bool(value))
+
     # -- which matrix plays which role -------------------------------------------------
     def _B(self) -> Tensor:
         return self.embed[0]
@@ -159,11 +169,44 @@ class MemN2N(nn.Module):
         return self.embed[self.hops] if self.tying == "adjacent" else self.out
 
     # -- pieces ---------------------------------------------------------------------
-    def _encode(self, ids: Tensor, weight: Tensor, pe: Tensor | None) -> Tensor:
-        emb = F.embedding(ids, weight, padding_idx=self.pad_id)  # (..., J, d)
-        if pe is not None:
-            emb = emb * pe
-        return emb.sum(-2)  # (..., d)
+    def bags(self, ids: Tensor) -> tuple:
+        r"""The words of each sentence as weighted bags, so that encoding is a bag sum.
+
+        PE's weight is affine in the dimension k: :math:`l_{kj} = a_j + k\,b_j` with
+        :math:`a_j = 1 - j/J` and :math:`b_j = -(1 - 2j/J)/d`, hence
+        :math:`\sum_j l_j \circ E x_j = \sum_j a_j E x_j + k \circ \sum_j b_j E x_j`:
+        two weighted bag sums (:func:`torch.nn.functional.embedding_bag`) over the
+        real words only, padding skipped.  BoW is :math:`a_j = 1`, no :math:`b`.
+
+        Args:
+            ids: ``(*, J)`` word ids.
+
+        Returns:
+            an opaque tuple for :meth:`_encode`.
+        """
+        J = ids.shape[-1]
+        real = ids != self.pad_id  # (*, J)
+        dtype = self.embed[0].dtype
+        counts = real.sum(-1)  # (*,)
+        flat = ids[real]  # (T,) the real words, sentence by sentence
+        offsets = (counts.reshape(-1).cumsum(0) - counts.reshape(-1))  # (S,)
+        if self.encoding == "pe":
+            n = counts.unsqueeze(-1).clamp(min=1).to(dtype)  # (*, 1)
+            j = torch.arange(1, J + 1, device=ids.device, dtype=dtype)  # (J,)
+            a = (1 - j / n).expand(real.shape)[real]  # (T,)
+            b = (-(1 - 2 * j / n) / self.embed_dim).expand(real.shape)[real]  # (T,)
+        else:
+            a, b = torch.ones(flat.shape, dtype=dtype, device=ids.device), None
+        return flat, offsets, a, b, ids.shape[:-1]
+
+    def _encode(self, bags: tuple, weight: Tensor) -> Tensor:
+        flat, offsets, a, b, shape = bags
+        out = F.embedding_bag(flat, weight, offsets, mode="sum", per_sample_weights=a)  # (S, d)
+        if b is not None:
+            k = torch.arange(1, self.embed_dim + 1, device=weight.device, dtype=weight.dtype)
+            out = out + k * F.embedding_bag(flat, weight, offsets, mode="sum",
+                                            per_sample_weights=b)
+        return out.reshape(*shape, self.embed_dim)  # (*, d)
 
     def time_index(self, story_lengths: Tensor, M: int) -> Tensor:
         """Temporal index of each memory slot, 0 = most recent; ``(B, M)``.
@@ -194,17 +237,13 @@ class MemN2N(nn.Module):
         if M > self.memory_size and self.temporal:
             raise ValueError(f"expected at most memory_size={self.memory_size} memories, got {M}")
         valid = torch.arange(M, device=story.device).unsqueeze(0) < story_lengths.unsqueeze(1)
-        if self.encoding == "pe":
-            d = self.embed_dim
-            pe_story = position_encoding((story != self.pad_id).sum(-1), J, d)  # (B, M, J, d)
-            pe_q = position_encoding((question != self.pad_id).sum(-1), question.shape[1], d)
-        else:
-            pe_story = pe_q = None
+        story_bags = self.bags(story)  # sentences of (B, M)
+        question_bags = self.bags(question)  # questions of (B,)
         tidx = self.time_index(story_lengths, M) if self.temporal else None  # (B, M)
 
-        u = self._encode(question, self._B(), pe_q)  # (B, d)
+        u = self._encode(question_bags, self._B())  # (B, d)
         attention = []
-        m_words = self._encode(story, self._A(0), pe_story)  # (B, M, d)
+        m_words = self._encode(story_bags, self._A(0))  # (B, M, d)
         for k in range(self.hops):
             m = m_words + F.embedding(tidx, self._TA(k)) if self.temporal else m_words
             scores = torch.einsum("bmd,bd->bm", m, u)  # (B, M)
@@ -213,7 +252,7 @@ class MemN2N(nn.Module):
             else:
                 p = scores.masked_fill(~valid, float("-inf")).softmax(-1)
                 p = p.masked_fill(~valid, 0.0)  # a story with no memory: zeros, not NaN
-            c_words = self._encode(story, self._C(k), pe_story)  # (B, M, d)
+            c_words = self._encode(story_bags, self._C(k))  # (B, M, d)
             c = c_words + F.embedding(tidx, self._TC(k)) if self.temporal else c_words
             o = torch.einsum("bm,bmd->bd", p, c)  # (B, d)
             u = (u @ self.H.T if self.tying == "layerwise" else u) + o

@@ -1,0 +1,414 @@
+"""The ``babi`` task: question answering on the bAbI tasks with MemN2N or an LSTM.
+
+Recipes: ``babi-task1`` (one task, a quick check), ``babi-1k-joint`` (all 20
+tasks of the 1k set, Sukhbaatar et al. 2015's PE LS RN 3-hop joint model),
+``babi-10k-joint`` (the 10k set), ``babi-lstm`` (the LSTM baseline).
+
+Metrics: ``error`` (percent of questions answered wrong), ``mean_task_error``
+(mean over the tasks of the per-task error, the paper's headline number),
+``failed_tasks`` (tasks with error > 5%), ``error_task<N>`` per task, ``loss``.
+
+Linear start (LS) runs inside the task: while the MemN2N is in linear mode the
+loss is scaled by ``model.ls_lr_scale`` (0.5: with plain SGD this is the
+paper's lr 0.005 instead of 0.01), and after each evaluation of the dev split
+the softmaxes are put back as soon as the dev loss has stopped falling.
+
+Explanation: :func:`attention_table` and :func:`attention_heatmap` show, for
+one question, each hop's attention over the story's sentences;
+``memnets predict RUN_DIR --story FILE --question "Where is Mary?"`` prints the
+answer and the table, and ``--png FILE`` writes the heatmap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from memnets.config import DataConfig, ModelConfig
+from memnets.data.babi import (
+    BABI_DIRNAME,
+    MEMORY_SIZE,
+    TASK_NAMES,
+    BabiExample,
+    EncodedSet,
+    build_vocab,
+    load_babi,
+    tokenize,
+)
+from memnets.data.paths import DataError
+from memnets.data.vocab import Vocab
+from memnets.models.babi_lstm import BabiLSTM
+from memnets.models.memn2n import MemN2N
+from memnets.tasks import register_task
+from memnets.tasks.base import ShardedBatches, StepOutput, Task, model_device, to_device
+
+FAIL_THRESHOLD = 5.0  # percent: a task with more error than this counts as failed
+
+
+@dataclass
+class BabiDataConfig(DataConfig):
+    """The ``data`` section of a bAbI recipe.
+
+    Args:
+        set_name: ``en`` (1k questions per task) or ``en-10k``.
+        tasks: task numbers to train on together; empty = all 20 (joint).
+        memory_size: the most recent sentences kept as memory (50).
+        valid_fraction: share of each task's train questions held out (0.1).
+        missing: ``error`` for a missing task file, or ``skip`` to leave the
+            task out (the project's copy of en-10k lacks task 3's train file).
+        split_seed: seed of the train/validation split.
+    """
+
+    set_name: Literal["en", "en-10k"] = "en"
+    tasks: list[int] = field(default_factory=list)
+    memory_size: int = MEMORY_SIZE
+    valid_fraction: float = 0.1
+    missing: Literal["error", "skip"] = "error"
+    split_seed: int = 0
+
+    def validate(self) -> None:
+        bad = [t for t in self.tasks if t not in TASK_NAMES]
+        if bad:
+            raise ValueError(f"tasks: expected task numbers in 1..20, got {bad}")
+
+
+@dataclass
+class BabiModelConfig(ModelConfig):
+    """The ``model`` section of a bAbI recipe.
+
+    ``arch: memn2n`` uses ``embed_dim``, ``hops``, ``encoding``, ``temporal``,
+    ``tying``, ``random_noise``, ``linear_start``, ``ls_lr_scale``, ``ls_patience`` (dev
+    evaluations without a lower dev loss before LS ends; 1 = the paper's rule) and
+    ``init_std``; ``batch_loss: sum`` (the paper's: gradients summed over the
+    batch, which is what its lr 0.01 and clipping at norm 40 are sized for)
+    or ``mean``; ``arch: lstm`` uses ``embed_dim``, ``cell``, ``hidden_size``,
+    ``dropout`` and ``cell_options``.
+    """
+
+    arch: Literal["memn2n", "lstm"] = "memn2n"
+    embed_dim: int = 20
+    hops: int = 3
+    encoding: Literal["bow", "pe"] = "pe"
+    temporal: bool = True
+    tying: Literal["adjacent", "layerwise"] = "adjacent"
+    random_noise: float = 0.1
+    linear_start: bool = True
+    ls_lr_scale: float = 0.5
+    ls_patience: int = 1
+    init_std: float = 0.1
+    batch_loss: Literal["sum", "mean"] = "sum"
+
+
+@register_task("babi")
+class BabiTask(Task):
+    """bAbI question answering (see the module docstring)."""
+
+    DataConfig = BabiDataConfig
+    ModelConfig = BabiModelConfig
+    main_metric = "mean_task_error"
+    higher_is_better = False
+    size_unit = "ex"
+
+    def __init__(self, data: BabiDataConfig, data_dir: Path | None = None) -> None:
+        super().__init__(data, data_dir)
+        self.vocab: Vocab | None = None
+        self.tasks: list[int] = []
+        self.missing: list[int] = []
+        self._splits = None
+        self._encoded: dict[str, EncodedSet] = {}
+        self._ls_best = math.inf
+        self._ls_wait = 0
+        self._model_config: BabiModelConfig | None = None
+
+    # ------------------------------------------------------------------ data
+
+    def babi_root(self) -> Path:
+        if self.data_dir is None:
+            raise DataError("the babi task needs a data root (data.dir, $MEMNETS_DATA, ...)")
+        root = self.data_dir / BABI_DIRNAME
+        if not (root / self.config.set_name).is_dir():
+            from memnets.data.babi import ensure_babi
+
+            ensure_babi(self.data_dir)
+        return root
+
+    def _load(self):
+        if self._splits is None:
+            c = self.config
+            try:
+                self._splits = load_babi(
+                    self.babi_root(), c.tasks or None, c.set_name,
+                    valid_fraction=c.valid_fraction, memory_size=c.memory_size,
+                    missing=c.missing, seed=c.split_seed)
+            except FileNotFoundError as e:
+                raise DataError(str(e)) from None
+            if self._splits.missing:
+                names = ", ".join(str(t) for t in self._splits.missing)
+                print(f"babi: {c.set_name} lacks task(s) {names}; training on the "
+                      f"{len(self._splits.tasks)} tasks present")
+        return self._splits
+
+    def setup(self) -> None:
+        splits = self._load()
+        self.vocab = build_vocab(splits.train)
+        self.tasks, self.missing = list(splits.tasks), list(splits.missing)
+
+    def state_dict(self) -> dict:
+        return {"vocab": self.vocab.to_dict(), "tasks": self.tasks, "missing": self.missing}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.vocab = Vocab.from_dict(state["vocab"])
+        self.tasks, self.missing = list(state["tasks"]), list(state.get("missing", []))
+
+    def examples(self, split: str) -> list[BabiExample]:
+        s = self._load()
+        return {"train": s.train, "dev": s.valid, "test": s.test}[split]
+
+    def encoded(self, split: str) -> EncodedSet:
+        if split not in self._encoded:
+            self._encoded[split] = EncodedSet(self.examples(split), self.vocab)
+        return self._encoded[split]
+
+    def dataset(self, split: str):
+        return self.examples(split)
+
+    def batches(self, split, *, batch_size, epoch=0, seed=0, shuffle=False, rank=0,
+                world_size=1, start=0, num_workers=0):
+        enc = self.encoded(split)
+        sampler = ShardedBatches(len(enc), batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
+                                 rank=rank, world_size=world_size, start=start)
+        for idx in sampler:
+            yield enc.batch(torch.tensor(idx, dtype=torch.long))
+
+    # ------------------------------------------------------------------ model
+
+    def build_model(self, config: BabiModelConfig) -> nn.Module:
+        self._model_config = config
+        V = len(self.vocab)
+        if config.arch == "lstm":
+            return BabiLSTM(V, config.embed_dim, config.hidden_size, cell=config.cell,
+                            dropout=config.dropout, cell_options=config.cell_options)
+        model = MemN2N(V, config.embed_dim, config.hops, memory_size=self.config.memory_size,
+                       encoding=config.encoding, temporal=config.temporal, tying=config.tying,
+                       random_noise=config.random_noise, init_std=config.init_std)
+        model.linear = config.linear_start
+        model.ls_lr_scale = config.ls_lr_scale
+        self._ls_best, self._ls_wait = math.inf, 0
+        return model
+
+    def step(self, model: nn.Module, batch, state=None) -> StepOutput:
+        batch = to_device(batch, model_device(model))
+        logits = model(batch.story, batch.story_lengths, batch.question)  # (B, V)
+        losses = F.cross_entropy(logits, batch.answer, reduction="none")  # (B,)
+        sum_loss = self._model_config is None or self._model_config.batch_loss == "sum"
+        loss = losses.sum() if sum_loss else losses.mean()
+        if model.training and getattr(model, "linear", False):
+            loss = loss * getattr(model, "ls_lr_scale", 1.0)  # SGD: lr x scale during LS
+        correct = (logits.argmax(-1) == batch.answer)
+        stats: dict = {"loss": losses.sum().detach(), "count": len(losses),
+                       "correct": correct.sum()}
+        for t in batch.task.unique().tolist():
+            sel = batch.task == t
+            stats[f"count_t{t}"] = sel.sum()
+            stats[f"correct_t{t}"] = (correct & sel).sum()
+        return StepOutput(loss=loss, stats=stats, size=len(losses))
+
+    def metrics(self, stats: dict[str, float]) -> dict[str, float]:
+        n = max(stats.get("count", 0.0), 1.0)
+        out = {"loss": stats["loss"] / n, "error": 100.0 * (1 - stats["correct"] / n)}
+        errors = {}
+        for key in stats:
+            if key.startswith("count_t"):
+                t = int(key[len("count_t"):])
+                errors[t] = 100.0 * (1 - stats[f"correct_t{t}"] / max(stats[key], 1.0))
+        for t in sorted(errors):
+            out[f"error_task{t}"] = errors[t]
+        out["mean_task_error"] = sum(errors.values()) / max(len(errors), 1)
+        out["failed_tasks"] = float(sum(e > FAIL_THRESHOLD for e in errors.values()))
+        return out
+
+    def baselines(self) -> dict[str, float]:
+        """Error of always answering the most frequent training answer."""
+        from collections import Counter
+
+        train = self.examples("train")
+        top, _ = Counter(ex.answer_label for ex in train).most_common(1)[0]
+        dev = self.examples("dev")
+        return {"majority_error": 100.0 * sum(ex.answer_label != top for ex in dev)
+                / max(len(dev), 1)}
+
+    def evaluate(self, model, split, *, batch_size, rank=0, world_size=1):
+        result = super().evaluate(model, split, batch_size=batch_size, rank=rank,
+                                  world_size=world_size)
+        if split == "dev" and getattr(model, "linear", False):
+            self.update_linear_start(model, result["loss"])
+        return result
+
+    def update_linear_start(self, model: MemN2N, dev_loss: float) -> bool:
+        """End linear start once the dev loss stops falling; True when it just ended."""
+        if dev_loss < self._ls_best:
+            self._ls_best, self._ls_wait = dev_loss, 0
+            return False
+        self._ls_wait += 1
+        patience = self._model_config.ls_patience if self._model_config is not None else 1
+        if self._ls_wait < patience:
+            return False
+        model.linear = False
+        print(f"babi: dev loss stopped falling ({dev_loss:.4f} >= {self._ls_best:.4f}); "
+              "linear start ends, softmaxes restored")
+        return True
+
+    # ------------------------------------------------------------------ use
+
+    def predict_parser(self) -> argparse.ArgumentParser:
+        p = argparse.ArgumentParser(
+            prog="memnets predict RUN_DIR",
+            description="Answer a question about a story you wrote and show which sentence "
+                        "each hop reads. Words the model never saw in training are left out "
+                        "(they would only add an untrained vector) and listed in the output.")
+        p.add_argument("--story", required=True,
+                       help="a text file, one sentence per line (bAbI's leading numbers and "
+                            "question lines are allowed and ignored)")
+        p.add_argument("--question", required=True, help='e.g. "Where is Mary?"')
+        p.add_argument("--png", help="also write the attention heatmap to this PNG file")
+        return p
+
+    def predict(self, model: nn.Module, args: list[str]) -> str:
+        a = self.predict_parser().parse_args(args)
+        path = Path(a.story)
+        if not path.is_file():
+            raise DataError(f"story file not found: {path}")
+        sentences = read_story_file(path)
+        answer, prob, story, attention, unknown = answer_question(
+            model, self.vocab, sentences, a.question, memory_size=self.config.memory_size)
+        lines = []
+        if unknown:
+            lines.append("unknown words left out: " + ", ".join(sorted(unknown)))
+        lines.append(f"answer: {answer}  (p = {prob:.3f})")
+        if attention is not None:
+            lines.append(attention_table(story, attention, question=a.question))
+            if a.png:
+                attention_heatmap(story, attention, a.png,
+                                  title=f"{a.question}  ->  {answer}")
+                lines.append(f"heatmap written to {a.png}")
+        elif a.png:
+            lines.append("(no attention to draw: this model is not a memory network)")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- explanation
+
+
+def read_story_file(path: str | Path) -> list[str]:
+    """Sentences of a user's story file: one per line, optional leading ``ID``,
+    bAbI question lines (with a TAB) and blank lines skipped."""
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or "\t" in line:
+            continue
+        head, _, rest = line.partition(" ")
+        out.append(rest if head.isdigit() and rest else line)
+    return out
+
+
+@torch.no_grad()
+def answer_question(model: nn.Module, vocab: Vocab, sentences: list[str], question: str, *,
+                    memory_size: int = MEMORY_SIZE):
+    """Answer one question about ``sentences``.
+
+    Unknown words are dropped (and returned), so they change nothing.
+
+    Returns:
+        ``(answer, probability, story tokens kept, attention (K, M) or None, unknown words)``.
+    """
+    unknown: set[str] = set()
+
+    def ids(tokens):
+        kept = [t for t in tokens if t in vocab]
+        unknown.update(t for t in tokens if t not in vocab)
+        return [vocab[t] for t in kept]
+
+    story_tokens = [tokenize(s) for s in sentences][-memory_size:]
+    story_ids = [ids(s) for s in story_tokens]
+    q_ids = ids(tokenize(question))
+    if not q_ids:
+        raise ValueError(f"no word of the question {question!r} is known to the model")
+    M, J = max(1, len(story_ids)), max([1] + [len(s) for s in story_ids])
+    story = torch.zeros(1, M, J, dtype=torch.long)
+    for i, s in enumerate(story_ids):
+        story[0, i, : len(s)] = torch.tensor(s, dtype=torch.long)
+    q = torch.tensor([q_ids])
+    lengths = torch.tensor([len(story_ids)])
+    device = model_device(model)
+    model.eval()
+    if isinstance(model, MemN2N):
+        logits, att = model(story.to(device), lengths.to(device), q.to(device),
+                            return_attention=True)
+        attention = att[0, :, : len(story_ids)].cpu()
+    else:
+        logits, attention = model(story.to(device), lengths.to(device), q.to(device)), None
+    probs = logits[0].softmax(-1)
+    probs[vocab.pad_id] = 0
+    best = int(probs.argmax())
+    return vocab.itos[best], float(probs[best]), story_tokens, attention, unknown
+
+
+def attention_table(story: list, attention: Tensor, *, question: str = "",
+                    supporting: tuple[int, ...] = ()) -> str:
+    """A text table: one row per sentence, one column per hop's weight.
+
+    Rows whose largest weight is the hop's maximum are marked; supporting facts
+    (if given) are starred.
+    """
+    K = attention.shape[0]
+    sents = [" ".join(s) if not isinstance(s, str) else s for s in story]
+    width = max([len(s) for s in sents] + [8])
+    head = f"{'':2}{'sentence':<{width}}" + "".join(f"  hop {k + 1:<2}" for k in range(K))
+    lines = ([f"question: {question}"] if question else []) + [head, "-" * len(head)]
+    top = attention.argmax(-1).tolist() if attention.numel() else []
+    for i, s in enumerate(sents):
+        mark = "* " if i in supporting else "  "
+        cells = "".join(
+            f"  {float(attention[k, i]):.2f}{'<' if top[k] == i else ' '} " for k in range(K))
+        lines.append(f"{mark}{s:<{width}}{cells}")
+    return "\n".join(lines)
+
+
+def attention_heatmap(story: list, attention: Tensor, path: str | Path, *, title: str = "",
+                      supporting: tuple[int, ...] = ()) -> Path:
+    """Write a heatmap PNG: sentences down, hops across, colour = attention weight."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sents = [" ".join(s) if not isinstance(s, str) else s for s in story]
+    sents = [("* " if i in supporting else "") + s for i, s in enumerate(sents)]
+    K, M = attention.shape
+    fig, ax = plt.subplots(figsize=(3 + 0.9 * K + 0.09 * max(len(s) for s in sents),
+                                    1.2 + 0.32 * M))
+    im = ax.imshow(attention.T.numpy(), cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(K), [f"hop {k + 1}" for k in range(K)])
+    ax.set_yticks(range(M), sents, fontsize=8)
+    for k in range(K):
+        for i in range(M):
+            v = float(attention[k, i])
+            ax.text(k, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if v > 0.5 else "black")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
