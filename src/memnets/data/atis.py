@@ -59,6 +59,36 @@ JOINTSLU_SHA256 = {
 
 FORMATS = ("seq", "iob")
 
+# corpus folder (under the data root) -> (base address, {relative file: sha256})
+KNOWN_CORPORA = {
+    "atis_slotgated": (SLOTGATED_URL, SLOTGATED_SHA256),
+    "atis_jointslu": (JOINTSLU_URL, JOINTSLU_SHA256),
+}
+
+
+def fetch_corpus(folder: str | Path, *, base_url: str | None = None) -> list[Path]:
+    """Download the missing files of a known corpus into ``folder``.
+
+    ``folder``'s name picks the corpus in :data:`KNOWN_CORPORA`; ``base_url``
+    replaces its public address (tests use a local server).  Every file is
+    checked against its sha256.  Returns the files downloaded.
+    """
+    from memnets.data.download import download
+
+    folder = Path(folder)
+    if folder.name not in KNOWN_CORPORA:
+        raise ValueError(
+            f"expected a corpus folder named one of {sorted(KNOWN_CORPORA)}, got {folder.name!r}"
+        )
+    url, sums = KNOWN_CORPORA[folder.name]
+    url = (base_url or url).rstrip("/")
+    fetched = []
+    for rel, sha in sums.items():
+        dest = folder / rel
+        if not dest.exists():
+            fetched.append(download(f"{url}/{rel}", dest, sha256=sha))
+    return fetched
+
 
 @dataclass(frozen=True)
 class Utterance:
@@ -300,7 +330,7 @@ def collate(utterances: Sequence[Utterance], vocabs: SlotVocabs) -> SlotBatch:
 
 
 __all__ = [
-    "FORMATS", "JOINTSLU_SHA256", "JOINTSLU_URL", "PAD", "SLOTGATED_SHA256", "SLOTGATED_URL",
-    "SlotBatch", "SlotVocabs", "UNK", "Utterance", "collate", "normalize_word", "read_iob",
-    "read_seq", "read_split", "split_off",
+    "FORMATS", "JOINTSLU_SHA256", "JOINTSLU_URL", "KNOWN_CORPORA", "PAD", "SLOTGATED_SHA256",
+    "SLOTGATED_URL", "SlotBatch", "SlotVocabs", "UNK", "Utterance", "collate", "fetch_corpus",
+    "normalize_word", "read_iob", "read_seq", "read_split", "split_off",
 ]

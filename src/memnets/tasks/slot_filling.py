@@ -1,0 +1,301 @@
+"""Slot filling with joint intent detection (task ``slot_filling``).
+
+Reads any corpus in the ``seq`` or ``iob`` layout of :mod:`memnets.data.atis`
+(ATIS's two usual splits are shipped as recipes); the tag set, the intents
+and the vocabularies come from the training split, so another corpus in the
+same layout trains by changing ``data.corpus`` only.  The model is
+:class:`memnets.models.tagger.SlotTagger`.
+
+Metrics (percent): ``slot_f1`` exactly as conlleval computes it,
+``intent_accuracy``, ``sentence_accuracy`` (every tag and the intent right),
+plus ``loss``.  Model selection uses ``slot_f1`` on the dev split.
+
+Labels that occur in dev or test but never in training cannot be predicted;
+they are scored as errors (not dropped), and ignored by the loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from dataclasses import dataclass
+
+import torch
+
+from memnets.config import DataConfig, ModelConfig
+from memnets.data.atis import (
+    FORMATS,
+    KNOWN_CORPORA,
+    SlotBatch,
+    SlotVocabs,
+    Utterance,
+    collate,
+    fetch_corpus,
+    read_split,
+    split_off,
+)
+from memnets.data.paths import DataError
+from memnets.metrics.conlleval import ConllEval
+from memnets.models.tagger import SlotTagger, TaggerConfig
+from memnets.tasks import register_task
+from memnets.tasks.base import ShardedBatches, StepOutput, Task, model_device
+
+
+@dataclass
+class SlotDataConfig(DataConfig):
+    """``data`` section of ``slot_filling``.
+
+    Args:
+        corpus: the corpus folder, relative to the data root (or absolute).
+            The folders named in :data:`memnets.data.atis.KNOWN_CORPORA` are
+            downloaded (sha256-checked) when missing and ``download`` is true.
+        format: ``seq`` (a folder per split with ``seq.in``, ``seq.out``,
+            ``label``) or ``iob`` (a file per split, ``BOS .. EOS<TAB>O .. intent``).
+        train, dev, test: the split folders (seq) or files (iob) inside
+            ``corpus``; ``dev: null`` holds out ``dev_fraction`` of train instead,
+            ``test: null`` means no test split.
+        dev_fraction: share of train held out as dev when ``dev`` is null.
+        split_seed: the seed of that hold-out.
+        min_freq: training words seen fewer times become ``<unk>``.
+        lowercase, digits: word normalisation (``digits`` writes every digit as 0).
+        download: fetch a known corpus when its files are missing.
+        bucket: batch utterances of similar length together (less padding).
+    """
+
+    corpus: str = "atis_slotgated"
+    format: str = "seq"
+    train: str = "train"
+    dev: str | None = "valid"
+    test: str | None = "test"
+    dev_fraction: float = 0.1
+    split_seed: int = 0
+    min_freq: int = 1
+    lowercase: bool = True
+    digits: bool = False
+    download: bool = True
+    bucket: bool = True
+
+    def validate(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"format: expected one of {FORMATS}, got {self.format!r}")
+        if self.dev is None and not 0.0 < self.dev_fraction < 1.0:
+            raise ValueError(
+                f"dev_fraction: expected a value in (0, 1) when dev is null, "
+                f"got {self.dev_fraction}"
+            )
+        if self.min_freq < 1:
+            raise ValueError(f"min_freq: expected >= 1, got {self.min_freq}")
+
+
+@dataclass
+class SlotModelConfig(TaggerConfig, ModelConfig):
+    """``model`` section of ``slot_filling``: the fields of
+    :class:`memnets.models.tagger.TaggerConfig` (``cell``, ``hidden_size``,
+    ``bidirectional``, ``window``, ``char_dim``, ``crf``, ``intent_pooling``, ...)."""
+
+
+@register_task("slot_filling")
+class SlotFillingTask(Task):
+    """Slot filling and intent detection on a corpus in the seq or iob layout."""
+
+    DataConfig = SlotDataConfig
+    ModelConfig = SlotModelConfig
+    main_metric = "slot_f1"
+    higher_is_better = True
+    size_unit = "ex"
+
+    def __init__(self, data: SlotDataConfig, data_dir=None) -> None:
+        super().__init__(data, data_dir)
+        self.vocabs: SlotVocabs | None = None
+        self._data: dict[str, list[Utterance]] = {}
+
+    # ------------------------------------------------------------------ data
+
+    @property
+    def corpus_dir(self):
+        from pathlib import Path
+
+        p = Path(self.config.corpus).expanduser()
+        return p if p.is_absolute() or self.data_dir is None else self.data_dir / p
+
+    def _read(self, name: str) -> list[Utterance]:
+        folder = self.corpus_dir
+        path = folder / name
+        if not path.exists() and self.config.download and folder.name in KNOWN_CORPORA:
+            fetch_corpus(folder)
+        if not path.exists():
+            kind = "folder with seq.in, seq.out, label" if self.config.format == "seq" else "file"
+            raise DataError(
+                f"slot-filling split not found: expected the {kind} {path} "
+                f"(data.corpus={self.config.corpus!r}, data.format={self.config.format!r})"
+            )
+        try:
+            return read_split(folder, name, self.config.format)
+        except (ValueError, FileNotFoundError) as e:
+            raise DataError(str(e)) from None
+
+    def splits(self) -> tuple[str, ...]:
+        return ("train", "dev") + (("test",) if self.config.test is not None else ())
+
+    def examples(self, split: str) -> list[Utterance]:
+        """The utterances of ``split`` (read once)."""
+        if split not in self._data:
+            c = self.config
+            if split in ("train", "dev") and c.dev is None:
+                train, dev = split_off(self._read(c.train), c.dev_fraction, c.split_seed)
+                self._data["train"], self._data["dev"] = train, dev
+            elif split in ("train", "dev", "test"):
+                name = {"train": c.train, "dev": c.dev, "test": c.test}[split]
+                if name is None:
+                    raise ValueError(f"this recipe has no {split} split")
+                self._data[split] = self._read(name)
+            else:
+                raise ValueError(f"expected split train, dev or test, got {split!r}")
+        return self._data[split]
+
+    def setup(self) -> None:
+        c = self.config
+        self.vocabs = SlotVocabs.build(self.examples("train"), min_freq=c.min_freq,
+                                       lowercase=c.lowercase, digits=c.digits)
+
+    def state_dict(self) -> dict:
+        return {"vocabs": self.vocabs.to_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.vocabs = SlotVocabs.from_dict(state["vocabs"])
+
+    def dataset(self, split: str):
+        return self.examples(split)
+
+    def collate(self, examples: list[Utterance]) -> SlotBatch:
+        return collate(examples, self.vocabs)
+
+    def batches(self, split, *, batch_size, epoch=0, seed=0, shuffle=False, rank=0,
+                world_size=1, start=0, num_workers=0):
+        data = self.examples(split)
+        if not self.config.bucket:
+            sampler = ShardedBatches(len(data), batch_size, shuffle=shuffle, seed=seed,
+                                     epoch=epoch, rank=rank, world_size=world_size, start=start)
+            for share in sampler:
+                yield self.collate([data[i] for i in share])
+            return
+        for b, batch in enumerate(self._bucketed(data, batch_size, shuffle, seed + epoch)):
+            if b < start:
+                continue
+            share = batch[rank::world_size]
+            if share:
+                yield self.collate([data[i] for i in share])
+
+    @staticmethod
+    def _bucketed(data, batch_size, shuffle, seed) -> list[list[int]]:
+        """Global batches of similar lengths: shuffle, sort by length within
+        pools of 50 batches, cut, shuffle the batches (order fixed by ``seed``)."""
+        order = list(range(len(data)))
+        rng = random.Random(seed)
+        if shuffle:
+            rng.shuffle(order)
+        else:
+            order.sort(key=lambda i: len(data[i].words))
+        pool = 50 * batch_size
+        batches = []
+        for p in range(0, len(order), pool):
+            chunk = sorted(order[p:p + pool], key=lambda i: len(data[i].words))
+            batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+        if shuffle:
+            rng.shuffle(batches)
+        return batches
+
+    def num_batches(self, split: str, *, batch_size: int) -> int:
+        n = len(self.examples(split))
+        if not self.config.bucket:
+            return (n + batch_size - 1) // batch_size
+        pool = 50 * batch_size
+        return sum((min(pool, n - p) + batch_size - 1) // batch_size for p in range(0, n, pool))
+
+    # ------------------------------------------------------------------ model
+
+    def build_model(self, config: SlotModelConfig) -> SlotTagger:
+        v = self.vocabs
+        if v is None:
+            raise RuntimeError("setup() or load_state_dict() must run before build_model()")
+        return SlotTagger(config, num_words=len(v.words), num_chars=len(v.chars),
+                          tags=list(v.tags.itos),
+                          num_intents=0 if v.intents is None else len(v.intents))
+
+    def step(self, model: SlotTagger, batch: SlotBatch, state=None) -> StepOutput:
+        batch = batch.to(model_device(model))
+        out = model(batch.words, batch.chars, batch.lengths)
+        loss = model.loss(out, batch.tags, batch.intents, batch.lengths)
+        n = len(batch.utterances)
+        stats: dict = {"loss": loss.detach() * n, "count": n}
+        if not model.training:
+            stats.update(self.score(model, out, batch))
+        return StepOutput(loss=loss, stats=stats, size=n)
+
+    def decode(self, model: SlotTagger, out, batch: SlotBatch):
+        """Predicted tag strings and intents (None without an intent head)."""
+        tag_ids, intent_ids = model.decode(out, batch.lengths)
+        tags = [self.vocabs.tags.decode(t) for t in tag_ids]
+        if intent_ids and self.vocabs.intents is not None:
+            intents = self.vocabs.intents.decode(intent_ids)
+        else:
+            intents = [None] * len(tags)
+        return tags, intents
+
+    def score(self, model: SlotTagger, out, batch: SlotBatch) -> dict:
+        """Additive counts of one batch: chunks (conlleval), intents, sentences."""
+        tags, intents = self.decode(model, out, batch)
+        ev = ConllEval()
+        intent_ok = sentence_ok = 0
+        with_intent = model.intent_head is not None
+        for u, t, i in zip(batch.utterances, tags, intents):
+            ev.add(u.tags, t)
+            i_ok = (not with_intent) or i == u.intent
+            intent_ok += with_intent and i_ok
+            sentence_ok += i_ok and tuple(t) == u.tags
+        tot = ev.total()
+        return {"chunks_correct": tot.correct, "chunks_gold": tot.found_gold,
+                "chunks_pred": tot.found_pred, "intents_correct": intent_ok,
+                "intents_scored": len(tags) if with_intent else 0,
+                "sentences_correct": sentence_ok}
+
+    def metrics(self, stats: dict) -> dict:
+        n = max(stats.get("count", 0.0), 1e-12)
+        out = {"loss": stats["loss"] / n}
+        if "chunks_gold" in stats:
+            c, g, p = stats["chunks_correct"], stats["chunks_gold"], stats["chunks_pred"]
+            prec = 100.0 * c / p if p else 0.0
+            rec = 100.0 * c / g if g else 0.0
+            out["slot_f1"] = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+            out["slot_precision"], out["slot_recall"] = prec, rec
+            if stats.get("intents_scored", 0):
+                out["intent_accuracy"] = 100.0 * stats["intents_correct"] / stats["intents_scored"]
+            out["sentence_accuracy"] = 100.0 * stats["sentences_correct"] / n
+        return out
+
+    # ------------------------------------------------------------------ use
+
+    def predict_parser(self) -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(
+            prog="memnets predict RUN_DIR", description="Tag every word with its slot and "
+            "print the intent: memnets predict RUN_DIR \"show me flights from boston to denver\""
+        )
+        parser.add_argument("text", nargs="+", help="the utterance (words separated by spaces)")
+        return parser
+
+    def predict(self, model: SlotTagger, args: list[str]) -> str:
+        ns = self.predict_parser().parse_args(args)
+        words = " ".join(ns.text).split()
+        if not words:
+            raise ValueError("expected an utterance of at least one word, got none")
+        u = Utterance(tuple(words), ("O",) * len(words), None)
+        batch = self.collate([u]).to(model_device(model))
+        model.eval()
+        with torch.no_grad():
+            out = model(batch.words, batch.chars, batch.lengths)
+        tags, intents = self.decode(model, out, batch)
+        width = max(len(w) for w in words)
+        lines = [f"{w:<{width}}  {t}" for w, t in zip(words, tags[0])]
+        if intents[0] is not None:
+            lines.append(f"intent: {intents[0]}")
+        return "\n".join(lines)

@@ -1,0 +1,206 @@
+"""The slot_filling task end to end: the shipped recipes train on a corpus this test
+writes, with labels ATIS never had (no code change, only data.dir/data.corpus), and
+`memnets predict` prints every word's slot and the intent.  Smoke tests show that
+every ATIS recipe learns on a small slice of ATIS."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from memnets.cli import main as cli_main
+from memnets.config import load_config
+from memnets.data.atis import read_split
+from memnets.metrics.conlleval import slot_filling_scores
+from memnets.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("MEMNETS_DATA", REPO.parent / "shared" / "data"))
+needs_atis = pytest.mark.skipif(
+    not (DATA / "atis_slotgated" / "train" / "seq.in").is_file()
+    or not (DATA / "atis_jointslu" / "atis.train.w-intent.iob").is_file(),
+    reason=f"ATIS not found under {DATA} (set MEMNETS_DATA)",
+)
+
+# A smart-home corpus: slot types and intents that ATIS never had.
+DEVICES = ["lamp", "heater", "fan", "ceiling light", "coffee machine", "tv"]
+ROOMS = ["kitchen", "bedroom", "living room", "garage", "office"]
+LEVELS = ["ten", "twenty", "fifty", "eighty", "full"]
+SONGS = ["yellow submarine", "blue monday", "hey jude", "clocks"]
+
+
+def _slot(words: str, kind: str) -> tuple[list[str], list[str]]:
+    w = words.split()
+    return w, [f"B-{kind}"] + [f"I-{kind}"] * (len(w) - 1)
+
+
+def _utterance(rng: random.Random) -> tuple[list[str], list[str], str]:
+    out_w, out_t = [], []
+
+    def say(text):
+        out_w.extend(text.split())
+        out_t.extend(["O"] * len(text.split()))
+
+    def fill(values, kind):
+        w, t = _slot(rng.choice(values), kind)
+        out_w.extend(w)
+        out_t.extend(t)
+
+    kind = rng.randrange(3)
+    if kind == 0:
+        say(rng.choice(["switch on the", "please turn off the", "power up the"]))
+        fill(DEVICES, "device")
+        say("in the")
+        fill(ROOMS, "room")
+        return out_w, out_t, "home.switch"
+    if kind == 1:
+        say(rng.choice(["set the", "dim the"]))
+        fill(DEVICES, "device")
+        say("to")
+        fill(LEVELS, "level")
+        say("percent")
+        return out_w, out_t, "home.set_level"
+    say(rng.choice(["play", "put on"]))
+    fill(SONGS, "song.title")
+    say("and turn it up to")
+    fill(LEVELS, "volume")
+    return out_w, out_t, "media.play#media.volume"
+
+
+def _write_home_corpus(root: Path, fmt: str) -> None:
+    rng = random.Random(0)
+    sizes = {"train": 240, "valid": 60, "test": 60}
+    for split, n in sizes.items():
+        rows = [_utterance(rng) for _ in range(n)]
+        if fmt == "seq":
+            d = root / "home" / split
+            d.mkdir(parents=True)
+            (d / "seq.in").write_text("".join(" ".join(w) + "\n" for w, _, _ in rows))
+            (d / "seq.out").write_text("".join(" ".join(t) + "\n" for _, t, _ in rows))
+            (d / "label").write_text("".join(i + "\n" for _, _, i in rows))
+        else:
+            d = root / "home"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f"home.{split}.iob").write_text("".join(
+                f"BOS {' '.join(w)} EOS\tO {' '.join(t)} {i}\n" for w, t, i in rows))
+
+
+def _losses(run: Path) -> list[float]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows if r.get("split") == "train" and "loss" in r]
+
+
+FAST = ["trainer.progress=false", "trainer.tensorboard=false", "trainer.log_every=5"]
+
+
+def test_joint_recipe_trains_on_a_new_corpus_without_code_change(tmp_path, capsys):
+    _write_home_corpus(tmp_path / "data", "seq")
+    cfg = load_config("atis-joint", [
+        f"data.dir={tmp_path / 'data'}", "data.corpus=home", "data.batch_size=16",
+        "model.hidden_size=32", "model.word_dim=16", "model.char_dim=8",
+        "model.char_filters=16", "trainer.max_epochs=12", "trainer.early_stopping=null",
+        "optimizer.lr=0.01", *FAST,
+    ])
+    run = tmp_path / "run"
+    res = train(cfg, run, quiet=True)
+    vocab = json.loads((run / "task.json").read_text())["vocabs"]
+    assert "B-song.title" in vocab["tags"]["tokens"]
+    assert "media.play#media.volume" in vocab["intents"]["tokens"]  # one class
+    losses = _losses(run)
+    assert losses[-1] < 0.5 * losses[0]
+    assert res["test"]["slot_f1"] > 90.0  # all-O would score 0
+    assert res["test"]["intent_accuracy"] > 90.0  # three balanced intents: chance ~33
+
+    capsys.readouterr()
+    assert cli_main(["predict", str(run), "please turn off the coffee machine in the garage"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    words = "please turn off the coffee machine in the garage".split()
+    assert [line.split()[0] for line in out[:-1]] == words
+    assert out[4].split()[1] == "B-device" and out[5].split()[1] == "I-device"
+    assert out[8].split()[1] == "B-room"
+    assert out[-1] == "intent: home.switch"
+
+
+def test_elman_recipe_trains_on_a_new_corpus_in_iob_layout(tmp_path):
+    _write_home_corpus(tmp_path / "data", "iob")
+    cfg = load_config("atis-elman", [
+        f"data.dir={tmp_path / 'data'}", "data.corpus=home", "data.train=home.train.iob",
+        "data.test=home.test.iob", "model.hidden_size=32", "model.word_dim=16",
+        "trainer.max_epochs=8", "trainer.early_stopping=null", "optimizer.lr=0.01", *FAST,
+    ])
+    res = train(cfg, tmp_path / "run", quiet=True)
+    assert res["test"]["slot_f1"] > 80.0
+    assert "intent_accuracy" not in res["test"]  # the Elman recipe tags slots only
+
+
+def test_missing_corpus_is_a_clear_data_error(tmp_path):
+    from memnets.data import DataError
+
+    (tmp_path / "data").mkdir()
+    cfg = load_config("atis-bilstm", [f"data.dir={tmp_path / 'data'}", "data.corpus=nowhere"])
+    with pytest.raises(DataError, match=r"expected the folder with seq.in, seq.out, label .*"
+                                        r"nowhere/train"):
+        train(cfg, tmp_path / "run", quiet=True)
+
+
+def test_task_metrics_equal_conlleval_on_the_predictions(tmp_path):
+    """The additive counts the trainer sums give the same figures as scoring the
+    decoded corpus at once."""
+    from memnets.train import load_run
+
+    _write_home_corpus(tmp_path / "data", "seq")
+    cfg = load_config("atis-bilstm-crf", [
+        f"data.dir={tmp_path / 'data'}", "data.corpus=home", "model.hidden_size=16",
+        "model.word_dim=8", "trainer.max_epochs=2", "data.eval_batch_size=7", *FAST,
+    ])
+    train(cfg, tmp_path / "run", quiet=True)
+    _, task, model = load_run(tmp_path / "run", check_data=True)
+    metrics = task.evaluate(model, "test", batch_size=7)
+    gold, pred = [], []
+    for batch in task.batches("test", batch_size=7):
+        out = model(batch.words, batch.chars, batch.lengths)
+        tags, _ = task.decode(model, out, batch)
+        gold += [u.tags for u in batch.utterances]
+        pred += tags
+    ref = slot_filling_scores(gold, pred)
+    assert metrics["slot_f1"] == pytest.approx(ref["slot_f1"])
+    assert metrics["sentence_accuracy"] == pytest.approx(ref["sentence_accuracy"])
+
+
+# ---------------------------------------------------------------------------
+# smoke tests: each shipped ATIS recipe learns on a slice of ATIS
+
+
+def _atis_slice(root: Path) -> None:
+    sg = {s: read_split(DATA / "atis_slotgated", s, "seq") for s in ("train", "valid")}
+    for split, data, n in (("train", sg["train"], 600), ("valid", sg["valid"], 100),
+                           ("test", sg["valid"], 100)):
+        d = root / "atis_small" / split
+        d.mkdir(parents=True)
+        rows = data[:n]
+        (d / "seq.in").write_text("".join(" ".join(u.words) + "\n" for u in rows))
+        (d / "seq.out").write_text("".join(" ".join(u.tags) + "\n" for u in rows))
+        (d / "label").write_text("".join(u.intent + "\n" for u in rows))
+
+
+@needs_atis
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "recipe", ["atis-elman", "atis-jordan", "atis-lstm", "atis-bilstm", "atis-bilstm-crf",
+               "atis-joint"],
+)
+def test_smoke_recipe_learns_on_an_atis_slice(tmp_path, recipe):
+    _atis_slice(tmp_path / "data")
+    over = [f"data.dir={tmp_path / 'data'}", "data.corpus=atis_small", "data.format=seq",
+            "data.train=train", "data.dev=valid", "data.test=test", "trainer.max_steps=80",
+            "trainer.max_epochs=10", "trainer.eval_every=80", "data.batch_size=32", *FAST]
+    if recipe in ("atis-elman", "atis-jordan"):
+        over.append("optimizer.lr=0.005")
+    res = train(load_config(recipe, over), tmp_path / "run", quiet=True)
+    losses = _losses(tmp_path / "run")
+    assert losses[-1] < 0.6 * losses[0]
+    assert res["dev"]["slot_f1"] > 50.0  # predicting all O scores 0
