@@ -1,0 +1,138 @@
+"""Collect finished ATIS runs into results/atis.md and results/atis.json.
+
+Usage (after `memnets train atis-... --out runs/atis-...` for each recipe)::
+
+    python scripts/atis_results.py runs/atis-joint-s0 runs/atis-elman-s0 ... --out results/atis
+
+Reads each run's ``config.yaml`` and ``results.json`` (written by the trainer)
+and rewrites the table between the markers in ``results/atis.md``;
+figures are the test split at the checkpoint chosen on the dev split, in
+percent.  The best model is the run on the 4478/500/893 split with an intent
+head whose dev slot F1 is highest (the test set is not looked at to choose).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import yaml
+
+BEGIN, END = "<!-- atis_results.py: begin -->", "<!-- atis_results.py: end -->"
+
+# Published figures on the same splits (test set, percent).
+PUBLISHED = {
+    "atis-elman": "94.98 slot F1 (Mesnil et al. 2015, Elman RNN)",
+    "atis-jordan": "94.29 slot F1 (Mesnil et al. 2015, Jordan RNN)",
+    "atis-lstm": "-",
+    "atis-bilstm": "95.2 slot F1 (Goo et al. 2018, slot-gated, intent attention)",
+    "atis-bilstm-crf": "95.2 slot F1 (Goo et al. 2018, slot-gated, intent attention)",
+    "atis-joint": "95.2 / 94.1 / 82.6 (Goo et al. 2018, slot-gated)",
+}
+
+
+def split_name(cfg: dict) -> str:
+    d = cfg["data"]
+    if d.get("dev") is None:
+        return f"{d['corpus']} train minus {d['dev_fraction']:.0%} dev / test"
+    return f"{d['corpus']} {d['train']}/{d['dev']}/{d['test']}"
+
+
+def describe(cfg: dict) -> str:
+    m = cfg["model"]
+    parts = [("Bi" if m["bidirectional"] else "") + m["cell"].upper()]
+    if m.get("window"):
+        parts.append(f"window {2 * m['window'] + 1}")
+    if m.get("char_dim"):
+        parts.append("char CNN")
+    if m.get("crf"):
+        parts.append("CRF")
+    if m.get("intent_pooling", "none") != "none":
+        parts.append(f"intent ({m['intent_pooling']})")
+    return ", ".join(parts)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--out", default="results/atis", help="path without suffix")
+    ap.add_argument("--command", default="", help="the command lines that trained the runs")
+    args = ap.parse_args()
+
+    rows = []
+    for run in args.runs:
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        res = json.loads((run / "results.json").read_text())
+        recipe = run.name.rsplit("-s", 1)[0]
+        test, dev = res.get("test", {}), res.get("dev", {})
+        rows.append({
+            "name": run.name,
+            "recipe": recipe,
+            "model": describe(cfg),
+            "split": split_name(cfg),
+            "slot_f1": round(test.get("slot_f1", float("nan")), 2),
+            "intent_accuracy": (round(test["intent_accuracy"], 2)
+                                if "intent_accuracy" in test else None),
+            "sentence_accuracy": round(test.get("sentence_accuracy", float("nan")), 2),
+            "dev_slot_f1": round(dev.get("slot_f1", float("nan")), 2),
+            "dev_intent_accuracy": (round(dev["intent_accuracy"], 2)
+                                    if "intent_accuracy" in dev else None),
+            "published": PUBLISHED.get(recipe, "-"),
+            "epochs": res.get("epochs_completed"),
+            "best_checkpoint": res.get("checkpoint"),
+            "seed": cfg["trainer"]["seed"],
+            "wall_seconds": round(res.get("wall_seconds", 0.0), 1),
+        })
+    candidates = [r for r in rows if r["intent_accuracy"] is not None
+                  and r["split"].startswith("atis_slotgated")]
+    best = max(candidates, key=lambda r: r["dev_slot_f1"]) if candidates else None
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores visible, no GPU"
+    out = {
+        "best": None if best is None else {k: best[k] for k in (
+            "model", "slot_f1", "intent_accuracy", "sentence_accuracy")} | {"run": best["name"]},
+        "runs": rows,
+        "git_commit": commit,
+        "machine": machine,
+        "command": args.command,
+    }
+    Path(args.out + ".json").write_text(json.dumps(out, indent=1) + "\n")
+
+    lines = [
+        "| run | model | split | slot F1 | intent acc | sentence acc | dev slot F1 | "
+        "published | epochs | wall time |",
+        "|---|---|---|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for r in rows:
+        ia = "-" if r["intent_accuracy"] is None else f"{r['intent_accuracy']:.2f}"
+        lines.append(
+            f"| {r['name']} | {r['model']} | {r['split']} | {r['slot_f1']:.2f} | {ia} | "
+            f"{r['sentence_accuracy']:.2f} | {r['dev_slot_f1']:.2f} | {r['published']} | "
+            f"{r['epochs']} | {r['wall_seconds'] / 60:.1f} min |"
+        )
+    if best is not None:
+        lines += ["", f"Best on dev (slot F1, among joint runs on the 4478/500/893 split): "
+                  f"**{best['name']}**, test slot F1 {best['slot_f1']:.2f}, intent accuracy "
+                  f"{best['intent_accuracy']:.2f}, sentence accuracy "
+                  f"{best['sentence_accuracy']:.2f}."]
+    lines += ["", f"Commit {commit}; machine: {machine}."]
+    md = Path(args.out + ".md")
+    text = md.read_text() if md.exists() else f"{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{md}: expected the markers {BEGIN} and {END} around the table")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    md.write_text(head + BEGIN + "\n" + "\n".join(lines) + "\n" + END + tail)
+    print("\n".join(lines))
+    if best is not None:
+        print(f"best (dev slot F1): {best['name']}: test slot F1 {best['slot_f1']}, intent "
+              f"{best['intent_accuracy']}, sentence {best['sentence_accuracy']}")
+
+
+if __name__ == "__main__":
+    main()
