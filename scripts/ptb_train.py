@@ -52,6 +52,17 @@ def evaluate(model, streams, bptt) -> float:
     return total / count
 
 
+def write_log(args, log: dict, *, complete: bool) -> None:
+    log["complete"] = complete
+    log["command"] = " ".join(["python", *sys.argv])
+    log.setdefault("git_commit", subprocess.run(["git", "rev-parse", "HEAD"],
+                                                capture_output=True, text=True).stdout.strip())
+    log["machine"] = f"{platform.node()}: {os.cpu_count()} CPU cores, no GPU, " \
+                     f"torch {torch.__version__}, {args.threads} thread(s)"
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(log, indent=1))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=os.environ.get("MEMNETS_DATA", "../shared/data") + "/ptb")
@@ -74,6 +85,8 @@ def main(argv=None) -> int:
     ap.add_argument("--log-every", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--test-each-epoch", action="store_true",
+                    help="measure test perplexity whenever valid perplexity improves")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
 
@@ -132,10 +145,14 @@ def main(argv=None) -> int:
         v = evaluate(model, valid, args.bptt)
         entry = {"epoch": epoch, "lr": lr, "train_perplexity": perplexity(ep_loss / ep_count),
                  "valid_perplexity": perplexity(v), "seconds": time.time() - te, "step": step}
-        log["epochs"].append(entry)
-        print(json.dumps(entry), flush=True)
         if v < best:
             best, best_state = v, copy.deepcopy(model.state_dict())
+            if args.test_each_epoch:  # so that a run cut short still has a result
+                entry["test_perplexity"] = perplexity(evaluate(model, test, args.bptt))
+        log["epochs"].append(entry)
+        print(json.dumps(entry), flush=True)
+        log["wall_seconds"] = time.time() - t0
+        write_log(args, log, complete=False)
         if args.max_steps and step >= args.max_steps:
             break
     if best_state is not None:
@@ -145,13 +162,7 @@ def main(argv=None) -> int:
     log["diverged"] = diverged
     log["steps"] = step
     log["wall_seconds"] = time.time() - t0
-    log["command"] = " ".join(["python", *sys.argv])
-    log["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True,
-                                       text=True).stdout.strip()
-    log["machine"] = f"{platform.node()}: {os.cpu_count()} CPU cores, no GPU, " \
-                     f"torch {torch.__version__}, {args.threads} thread(s)"
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(log, indent=1))
+    write_log(args, log, complete=True)
     print(json.dumps({k: log.get(k) for k in ("valid_perplexity", "test_perplexity",
                                               "wall_seconds")}), flush=True)
     return 0
