@@ -190,6 +190,24 @@ def test_dropconnect_trains_the_underlying_weights():
     assert torch.all(g[wrapped.masks["weight_hh"] == 0] == 0)
 
 
+def test_wrappers_copy_and_pickle_after_a_training_step():
+    cell = regularize(make("lstm"), weight_dropout=0.5, state_dropout=0.3, zoneout=0.2).train()
+    x, lengths = data()
+    out, _ = memnets.Recurrent(cell)(x, lengths=lengths)
+    out.sum().backward()
+    twin = copy.deepcopy(cell)  # e.g. keeping the best model during training
+    assert sorted(twin.state_dict()) == sorted(cell.state_dict())
+    assert all(k.startswith("cell.cell.cell.") for k in cell.state_dict())
+    torch.manual_seed(5)
+    a, _ = memnets.Recurrent(cell)(x, lengths=lengths)
+    torch.manual_seed(5)
+    b, _ = memnets.Recurrent(twin)(x, lengths=lengths)
+    torch.testing.assert_close(a, b)
+    # the copy's DropConnect drives the copy's weights, not the original's
+    dc = twin.cell.cell
+    assert dc._call.cell is dc.cell and dc.cell is not cell.cell.cell.cell
+
+
 @pytest.mark.parametrize("name", ["lstm", "gru", "elman"])
 def test_single_steps_reuse_the_current_masks(name):
     for wrapper in (

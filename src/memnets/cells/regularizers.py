@@ -368,6 +368,13 @@ class DropConnect(_PerSequenceMasks):
             )
         return torch.func.functional_call(self._call, self._masked, (u_t, state))
 
+    def __getstate__(self):
+        # the masked weights belong to the last forward pass's graph: not copied
+        # or pickled (deepcopy of a graph tensor fails), re-made by the next one
+        state = dict(super().__getstate__())  # a copy: the live module keeps its own
+        state["_masked"] = None
+        return state
+
     def extra_repr(self) -> str:
         return f"weight_dropout={self.weight_dropout}, weights={self.weights}"
 
