@@ -90,7 +90,9 @@ class LSTMCell(RecurrentCell):
       (``H``); peepholes are added after the normalisation.
     * ``gate_activation``, ``input_activation``, ``output_activation``: the
       functions :math:`f`, :math:`g`, :math:`h` by name: ``"sigmoid"``,
-      ``"tanh"``, ``"relu"``, ``"identity"``, ``"hard_sigmoid"``, ``"softsign"``.
+      ``"tanh"``, ``"relu"``, ``"identity"``, ``"hard_sigmoid"`` (torch's
+      ``hardsigmoid``, :math:`\min(1, \max(0, a/6 + 1/2))`), ``"softsign"``
+      (:math:`a / (1 + |a|)`).
 
     :meth:`is_standard` tells whether the cell is torch.nn.LSTM's (every
     option at its default apart from ``forget_bias`` and ``proj_size``), so that
