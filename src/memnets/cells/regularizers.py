@@ -143,7 +143,10 @@ class VariationalDropout(_PerSequenceMasks):
 
     where the masks :math:`m_x \in \{0, 1/(1-p_x)\}^{N \times H_{in}}` and
     :math:`m_h \in \{0, 1/(1-p_h)\}^{N \times H}` are drawn once per sequence
-    and used at every step (the paper's tied masks), one per example.
+    and used at every step, one per example.  A mask acts on the input or
+    state vector before the cell's weight products, so all gates of a gated
+    cell see the same dropped units (the paper's parametrisation with one
+    mask per vector shared by the gates, rather than a mask per gate).
 
     Args:
         cell: the cell to regularise.
@@ -231,7 +234,9 @@ class Zoneout(CellWrapper):
     for each zoned-out state field, with :math:`d_t \sim \mathrm{Bernoulli}(z)`
     drawn afresh per unit, per example and per step in training.  In
     evaluation mode the expectation is used:
-    :math:`s_t = z\, s_{t-1} + (1 - z)\, \tilde s_t`.
+    :math:`s_t = z\, s_{t-1} + (1 - z)\, \tilde s_t`.  For the LSTM this is
+    the paper's zoneout LSTM: the candidate :math:`\tilde h_t` is computed
+    from the candidate :math:`\tilde c_t`, before :math:`c` is zoned out.
 
     Args:
         cell: the cell to regularise.
