@@ -1,4 +1,4 @@
-"""``python -m memnets``: the command line."""
+"""``python -m memnets``: the command line (see :mod:`memnets.cli`)."""
 
 from memnets.cli import main
 

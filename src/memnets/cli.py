@@ -1,29 +1,352 @@
-"""The ``memnets`` command line."""
+"""The ``memnets`` command line.
+
+Exit status: 0 success, 2 usage or configuration error (bad recipe, unknown key,
+bad ``predict`` input), 1 failure at run time (missing data, NaN loss, ...).
+Errors print one line; ``--debug`` prints the traceback too.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
 
 import memnets
 
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(ValueError):
+    """Bad arguments detected after parsing (exit status 2)."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _recipe_stem(recipe: str) -> str:
+    return Path(recipe).stem if recipe.endswith((".yaml", ".yml")) else recipe
+
+
+def _default_out(recipe: str) -> Path:
+    return Path("runs") / f"{_recipe_stem(recipe)}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _latest_run(recipe: str) -> Path:
+    runs = sorted(Path("runs").glob(f"{_recipe_stem(recipe)}-*"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise UsageError(f"--resume: no earlier run of {recipe!r} under runs/; pass --out RUN_DIR")
+    return runs[-1]
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _summary_table(rows: list[dict], main: str) -> str:
+    head = f"| cell | test {main} | baseline {main} | ratio | steps | wall time (s) |"
+    lines = [head, "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        split = "test" if "test" in r else "dev"
+        value = r.get(split, {}).get(main)
+        base = r.get("baselines", {}).get(main)
+        ratio = value / base if isinstance(value, float) and base else None
+        lines.append(f"| {r['cell']} | {_fmt(value)} | {_fmt(base)} | "
+                     f"{_fmt(ratio) if ratio is not None else '-'} | {r['steps']} | "
+                     f"{r['wall_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_train(args) -> int:
+    from memnets.config import apply_overrides, from_dict, load_config
+    from memnets.train import train
+
+    if args.resume:
+        out = Path(args.out) if args.out else _latest_run(args.recipe)
+        cfg_file = out / "config.yaml"
+        if not cfg_file.is_file():
+            raise UsageError(f"--resume: {out} is not a run directory (no config.yaml)")
+        import yaml
+
+        raw = apply_overrides(yaml.safe_load(cfg_file.read_text()), args.set)
+        config = from_dict(raw, source=str(cfg_file))
+    else:
+        config = load_config(args.recipe, args.set)
+        out = Path(args.out) if args.out else _default_out(args.recipe)
+        if (out / "checkpoints" / "latest.json").exists():
+            raise UsageError(f"{out} already holds a run; add --resume to continue it or "
+                             f"choose another --out")
+    if args.quiet:
+        config.trainer.progress = False
+    results = train(config, out, resume=args.resume, device=args.device, quiet=args.quiet)
+    if not args.quiet:
+        main = results["main_metric"]
+        split = "test" if "test" in results else "dev"
+        base = results["baselines"].get(main)
+        extra = f" (trivial baseline {base:.4g})" if base is not None else ""
+        print(f"{split} {main} {results[split][main]:.4g}{extra}; "
+              f"{results['steps']} steps in {results['wall_seconds']:.0f} s; run: {out}")
+    return EXIT_OK
+
+
+def cmd_eval(args) -> int:
+    from memnets.train import load_run
+
+    config, task, model = load_run(args.run_dir, which=args.checkpoint, device=args.device,
+                                   check_data=True)
+    if args.split not in task.splits():
+        raise UsageError(f"--split: task {config.task!r} has splits {', '.join(task.splits())}, "
+                         f"got {args.split!r}")
+    bs = config.data.eval_batch_size or config.data.batch_size
+    metrics = task.evaluate(model, args.split, batch_size=bs)
+    print(json.dumps({"split": args.split, **metrics}, indent=1))
+    return EXIT_OK
+
+
+def cmd_predict(args) -> int:
+    from memnets.train import load_run
+
+    _, task, model = load_run(args.run_dir, which=args.checkpoint, device=args.device)
+    try:
+        text = task.predict(model, list(args.input))
+    except ValueError as e:  # the task rejected its input
+        raise UsageError(str(e)) from e
+    print(text)
+    return EXIT_OK
+
+
+def cmd_generate(args) -> int:
+    from memnets.train import load_run
+
+    _, task, model = load_run(args.run_dir, which=args.checkpoint, device=args.device)
+    try:
+        text = task.generate(model, list(args.input))
+    except ValueError as e:  # the task rejected its input
+        raise UsageError(str(e)) from e
+    print(text)
+    return EXIT_OK
+
+
+def cmd_recipes(args) -> int:
+    from memnets.config import ConfigError, load_raw, recipe_names
+
+    rows = []
+    for name in recipe_names():
+        try:
+            raw = load_raw(name)
+        except ConfigError as e:
+            rows.append((name, "?", f"(invalid: {e})", ""))
+            continue
+        info = raw.get("info") or {}
+        rows.append((name, str(raw.get("task", "?")), str(info.get("dataset", "none")),
+                     str(info.get("target", ""))))
+    if not rows:
+        print("no recipes shipped")
+        return EXIT_OK
+    w = [max(len(r[i]) for r in rows + [("recipe", "task", "dataset", "")]) for i in range(3)]
+    print(f"{'recipe':<{w[0]}}  {'task':<{w[1]}}  {'dataset':<{w[2]}}  target")
+    for r in rows:
+        print(f"{r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]:<{w[2]}}  {r[3]}")
+    return EXIT_OK
+
+
+def cmd_compare(args) -> int:
+    from memnets.config import load_config
+    from memnets.train import train
+    from memnets.train.plots import plot_curves
+
+    cells = [c.strip() for c in args.models.split(",") if c.strip()]
+    if not cells:
+        raise UsageError("--models: expected a comma-separated list of cells, e.g. lstm,gru,elman")
+    known = memnets.cell_names()
+    for c in cells:
+        if c not in known:
+            raise UsageError(f"--models: unknown cell {c!r}; expected some of {', '.join(known)}")
+    configs = [load_config(args.recipe, list(args.set) + [f"model.cell={c}"]) for c in cells]
+    out = Path(args.out) if args.out else _default_out(f"compare-{_recipe_stem(args.recipe)}")
+    results = []
+    for cell, config in zip(cells, configs):
+        if args.quiet:
+            config.trainer.progress = False
+        print(f"== {cell} ==", flush=True)
+        run_dir = out / cell
+        resume = (run_dir / "checkpoints" / "latest.json").exists()
+        results.append(train(config, run_dir, resume=resume, device=args.device,
+                             quiet=args.quiet))
+    main = results[0]["main_metric"]
+    table = _summary_table(results, main)
+    png = plot_curves([out / c for c in cells], out / "curves.png", labels=cells,
+                      title=f"{_recipe_stem(args.recipe)}: dev {main} per cell")
+    (out / "compare.md").write_text(
+        f"# {_recipe_stem(args.recipe)}: {', '.join(cells)}\n\n{table}\n\n![curves](curves.png)\n")
+    (out / "compare.json").write_text(json.dumps(results, indent=1))
+    print(table)
+    print(f"learning curves: {png}")
+    return EXIT_OK
+
+
+def cmd_plot(args) -> int:
+    from memnets.train.plots import plot_curves
+
+    dirs = [Path(d) for d in args.run_dirs]
+    for d in dirs:
+        if not (d / "metrics.jsonl").is_file():
+            raise UsageError(f"{d} is not a run directory (no metrics.jsonl)")
+    out = Path(args.out) if args.out else dirs[0] / "curves.png"
+    print(plot_curves(dirs, out, metric=args.metric))
+    return EXIT_OK
+
+
+def cmd_plot_gradients(args) -> int:
+    import torch
+
+    from memnets.train import load_run
+    from memnets.train.plots import plot_gradient_norms
+
+    curves = {}
+    for run in args.run_dirs:
+        config, task, model = load_run(run, which=args.checkpoint, device=args.device)
+        if args.init:
+            torch.manual_seed(config.trainer.seed)
+            model = task.build_model(config.model).to(next(model.parameters()).device)
+        split = "dev" if "dev" in task.splits() else "train"
+        batch = next(iter(task.batches(split, batch_size=args.batch_size)))
+        model.eval()
+        norms = task.gradient_probe(model, batch)
+        if norms is None:
+            raise UsageError(f"task {config.task!r} does not implement gradient_probe")
+        which = "init" if args.init else args.checkpoint
+        label = f"{config.model.cell} ({which}, {Path(run).name})"
+        curves[label] = [float(v) for v in norms]
+    out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "gradients.png"
+    plot_gradient_norms(curves, out)
+    out.with_suffix(".json").write_text(json.dumps(curves))
+    for label, norms in curves.items():
+        print(f"{label}: |dL/dh_1| = {norms[0]:.3g}, |dL/dh_T| = {norms[-1]:.3g}, "
+              f"ratio {norms[0] / max(norms[-1], 1e-30):.3g}")
+    print(out)
+    return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    from memnets.demo import run_demo
+
+    run_demo()
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- parser
+
 
 def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="print tracebacks on errors")
     parser = argparse.ArgumentParser(
-        prog="memnets", description="Neural networks with memory: train, evaluate, explain."
+        prog="memnets", parents=[common],
+        description="Neural networks with memory: train, evaluate, explain.",
+        epilog="Exit status: 0 success, 2 usage or configuration error, 1 run-time failure.",
     )
     parser.add_argument("--version", action="version", version=f"memnets {memnets.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("demo", help="a short tour of the recurrent core")
+
+    def add(name, fn, help, description=None):
+        p = sub.add_parser(name, parents=[common], help=help, description=description or help)
+        p.set_defaults(fn=fn)
+        return p
+
+    def device(p):
+        p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
+
+    p = add("train", cmd_train, "train a recipe",
+            "Train a recipe (a shipped name, see `memnets recipes`, or a YAML file). Under "
+            "torchrun --nproc_per_node=N it trains with DistributedDataParallel.")
+    p.add_argument("recipe", help="recipe name or path to a .yaml file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field, e.g. --set model.hidden_size=256 (repeatable)")
+    p.add_argument("--out", help="run directory (default runs/RECIPE-TIMESTAMP)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (default: the latest run of RECIPE) from its "
+                        "last checkpoint; --set may change fields such as trainer.max_steps")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+    device(p)
+
+    p = add("eval", cmd_eval, "evaluate a run on a split")
+    p.add_argument("run_dir")
+    p.add_argument("--split", default="test", help="train | dev | test (default test)")
+    p.add_argument("--checkpoint", default="best", choices=["best", "latest"])
+    p.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N")
+
+    for name, fn, what in (("predict", cmd_predict, "predict with a trained run"),
+                           ("generate", cmd_generate, "generate with a trained language model")):
+        p = add(name, fn, what,
+                f"{what}. Everything after RUN_DIR goes to the task, which parses it itself: "
+                f"`memnets {name} RUN_DIR --help` shows the task's own options.")
+        p.add_argument("--checkpoint", default="best", choices=["best", "latest"])
+        p.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N")
+        p.add_argument("run_dir")
+        p.add_argument("input", nargs=argparse.REMAINDER, help="the task's own arguments")
+
+    add("recipes", cmd_recipes, "list the shipped recipes, the data they need and their targets")
+
+    p = add("compare", cmd_compare, "train one recipe with several cells; plot and tabulate",
+            "Train the same recipe once per cell (model.cell), then write DIR/curves.png, "
+            "DIR/compare.md and DIR/compare.json and print the table. Runs already finished "
+            "in DIR are resumed, not repeated.")
+    p.add_argument("recipe")
+    p.add_argument("--models", required=True, help="comma-separated cells, e.g. lstm,gru,elman")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", help="folder for the runs (default runs/compare-RECIPE-TIMESTAMP)")
+    p.add_argument("--quiet", action="store_true")
+    device(p)
+
+    p = add("plot", cmd_plot, "plot learning curves of one or more runs as PNG")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--metric", help="metric to plot (default: the task's main metric)")
+    p.add_argument("--out", help="PNG path (default RUN_DIR/curves.png)")
+
+    p = add("plot-gradients", cmd_plot_gradients,
+            "plot |dL/dh_t| over time t for one or more runs (vanishing gradients)")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--init", action="store_true",
+                   help="use freshly initialised weights instead of the trained ones")
+    p.add_argument("--checkpoint", default="best", choices=["best", "latest"])
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--out", help="PNG path (default RUN_DIR/gradients.png)")
+    p.add_argument("--device", default="cpu")
+
+    add("demo", cmd_demo, "a short tour of the recurrent core")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        from memnets.demo import run_demo
+    if getattr(args, "fn", None) is None:
+        parser.print_help()
+        return EXIT_USAGE
+    from memnets.config import ConfigError
 
-        run_demo()
-        return 0
-    parser.print_help()
-    return 2
+    try:
+        return args.fn(args)
+    except KeyboardInterrupt:
+        print("memnets: interrupted", file=sys.stderr)
+        return 130
+    except (ConfigError, UsageError) as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"memnets {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:  # noqa: BLE001 - one line unless --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"memnets {args.command}: error: {type(e).__name__}: {e}"
+              if not isinstance(e, RuntimeError) else f"memnets {args.command}: error: {e}",
+              file=sys.stderr)
+        return EXIT_RUNTIME

@@ -1,0 +1,10 @@
+"""Training: the loop (:func:`train`), checkpoints, optimizers and schedules,
+distributed set-up, metric logs and plots.
+
+The loop knows nothing about applications: it talks to a
+:class:`memnets.tasks.Task`.
+"""
+
+from memnets.train.trainer import Trainer, TrainingError, load_run, make_task, train
+
+__all__ = ["Trainer", "TrainingError", "load_run", "make_task", "train"]

@@ -1,0 +1,382 @@
+"""The training loop: ``train(config, run_dir)`` and loading a finished run.
+
+One loop serves every task: full BPTT (each batch is independent) or truncated
+BPTT (a stateful task's state is carried, detached, from batch to batch);
+evaluation of the dev split every ``eval_every`` steps or each epoch; early
+stopping and the plateau schedule on the task's main metric; checkpoints that
+``--resume`` continues exactly; a NaN/Inf loss stops the run and keeps the last
+good checkpoint; DDP under ``torchrun``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from memnets.config import Config, ConfigError, dump_config, from_dict
+from memnets.data.paths import DataError, data_root
+from memnets.tasks import get_task
+from memnets.tasks.base import Task, add_stats, all_reduce_stats, detach_state
+from memnets.train import distributed as ddp
+from memnets.train.checkpoint import (
+    atomic_write_text,
+    load_checkpoint,
+    load_model_weights,
+    load_optimizer_state,
+    optimizer_state,
+    pack_tree,
+    read_pointer,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    unpack_tree,
+)
+from memnets.train.logs import MetricsLogger, format_metrics
+from memnets.train.optim import LRSchedule, build_optimizer, set_lr
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a NaN loss, a broken run directory); exit status 1."""
+
+
+@dataclass
+class Progress:
+    """Counters saved in every checkpoint (``trainer.json``)."""
+
+    epoch: int = 0  # the epoch in progress (0-based)
+    batch: int = 0  # global batches done in that epoch
+    step: int = 0  # optimizer steps done
+    best: float | None = None  # best dev main metric so far
+    best_step: int | None = None
+    bad_evals: int = 0  # evaluations since the best
+    elapsed: float = 0.0  # training seconds before this process started
+    last_eval: int = -1  # the step of the last dev evaluation
+    last_metrics: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- building
+
+
+def make_task(config: Config, *, check_data: bool = True) -> Task:
+    """The task of a recipe with its data root resolved (the task is not set up)."""
+    cls = get_task(config.task)
+    data_dir = None
+    if cls.needs_data:
+        data_dir = data_root(config.data.dir)
+        if check_data and not data_dir.is_dir():
+            raise DataError(
+                f"data directory {data_dir} does not exist: task {config.task!r} reads its "
+                f"files from the data root (set data.dir, $MEMNETS_DATA, or put the datasets "
+                f"in ../shared/data)"
+            )
+    return cls(config.data, data_dir)
+
+
+def load_run(run_dir: str | Path, *, which: str = "best", device: str = "cpu",
+             check_data: bool = False):
+    """Rebuild ``(config, task, model)`` of a run from its directory.
+
+    ``which`` is ``best`` (falls back to ``latest`` when the run kept no best)
+    or ``latest``.  Reads ``config.yaml``, ``task.json`` and the weights only.
+    """
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise ConfigError(f"{run_dir} is not a run directory: expected {cfg_path}")
+    config = from_dict(yaml.safe_load(cfg_path.read_text()), source=str(cfg_path))
+    task = make_task(config, check_data=check_data)
+    task_json = run_dir / "task.json"
+    task.load_state_dict(json.loads(task_json.read_text()) if task_json.is_file() else {})
+    model = task.build_model(config.model).to(ddp.resolve_device(device))
+    folder = read_pointer(run_dir, which) or read_pointer(run_dir, "latest")
+    if folder is None:
+        raise TrainingError(f"{run_dir} has no checkpoint yet (no checkpoints/latest.json)")
+    load_model_weights(model, folder / "model.safetensors")
+    model.eval()
+    return config, task, model
+
+
+def _better(a: float, b: float | None, higher: bool) -> bool:
+    if b is None:
+        return True
+    return a > b if higher else a < b
+
+
+# --------------------------------------------------------------------------- training
+
+
+class Trainer:
+    """Trains one recipe into one run directory.  Use :func:`train`."""
+
+    def __init__(self, config: Config, run_dir: Path, *, resume: bool = False,
+                 device: str | None = None, quiet: bool = False) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+        self.quiet = quiet
+        tc = config.trainer
+        if device is not None:
+            tc.device = device
+        self.dist = ddp.setup(tc.device)
+        self.device = self.dist.device
+        # the data order depends on the seed; dropout and init on seed + rank
+        ddp.seed_everything(tc.seed + self.dist.rank, tc.deterministic)
+
+    def log(self, msg: str) -> None:
+        if self.dist.is_main and not self.quiet:
+            print(msg, flush=True)
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> dict:
+        try:
+            return self._run()
+        finally:
+            ddp.teardown(self.dist)
+
+    def _run(self) -> dict:
+        cfg, tc, d = self.config, self.config.trainer, self.dist
+        run_dir = self.run_dir
+        task = make_task(cfg)
+        self.task = task
+        latest = read_pointer(run_dir, "latest") if self.resume else None
+        if self.resume and latest is None:
+            raise TrainingError(f"cannot resume: {run_dir} has no checkpoint "
+                                f"(checkpoints/latest.json)")
+        if latest is not None:
+            task.load_state_dict(json.loads((run_dir / "task.json").read_text()))
+        else:
+            task.setup()
+        model = task.build_model(cfg.model).to(self.device)
+        self.model = model
+        optimizer = build_optimizer(model, cfg.optimizer)
+        per_epoch = task.num_batches("train", batch_size=cfg.data.batch_size)
+        if per_epoch < 1:
+            raise DataError(f"task {cfg.task!r}: the train split is empty")
+        budget = tc.max_epochs * per_epoch
+        if tc.max_steps is not None:
+            budget = min(budget, tc.max_steps)
+        schedule = LRSchedule(cfg.schedule, cfg.optimizer.lr, budget, task.higher_is_better)
+        prog = Progress()
+        carried = None
+        if latest is not None:
+            load_model_weights(model, latest / "model.safetensors")
+            meta, tensors = load_checkpoint(latest)
+            load_optimizer_state(optimizer, meta["optimizer"], tensors)
+            schedule.load_state_dict(meta["schedule"])
+            prog = Progress(**meta["progress"])
+            if d.world_size == meta.get("world_size", 1):
+                set_rng_state(meta["rng"], tensors)
+            if meta.get("carried") is not None:
+                carried = unpack_tree(meta["carried"], tensors, self.device)
+            self.log(f"resuming {run_dir} at step {prog.step} (epoch {prog.epoch + 1}, "
+                     f"batch {prog.batch})")
+        if d.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+            atomic_write_text(run_dir / "task.json", json.dumps(task.state_dict()))
+        logger = MetricsLogger(run_dir, enabled=d.is_main,
+                               keep_until_step=prog.step if latest is not None else None,
+                               tensorboard=tc.tensorboard)
+        net: nn.Module = model
+        if d.enabled:
+            net = nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        eval_bs = cfg.data.eval_batch_size or cfg.data.batch_size
+        has_dev = "dev" in task.splits()
+        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
+                    if tc.precision == "bf16" else nullcontext())
+        n_params = sum(p.numel() for p in model.parameters())
+        self.log(f"task {cfg.task}, model {type(model).__name__} ({cfg.model.cell}, "
+                 f"{n_params:,} parameters), {budget} steps of batch {cfg.data.batch_size} on "
+                 f"{self.device}" + (f" x {d.world_size} processes" if d.enabled else "")
+                 + f" -> {run_dir}")
+
+        bar = None
+        if tc.progress and d.is_main and not self.quiet and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=budget, initial=prog.step, unit="step", dynamic_ncols=True,
+                       leave=False)
+        start = time.perf_counter() - prog.elapsed
+        window: dict[str, float] = {}
+        window_size, window_t = 0, time.perf_counter()
+        stop = prog.step >= budget
+
+        def checkpoint(pointers=("latest",)):
+            tensors: dict = {}
+            meta = {
+                "progress": {**prog.__dict__, "elapsed": time.perf_counter() - start},
+                "optimizer": optimizer_state(optimizer, tensors),
+                "schedule": schedule.state_dict(),
+                "rng": rng_state(tensors),
+                "carried": pack_tree(carried, "carried", tensors) if carried is not None
+                else None,
+                "world_size": d.world_size,
+                "step": prog.step,
+            }
+            if d.is_main:
+                save_checkpoint(run_dir, f"step-{prog.step:08d}", model=model, meta=meta,
+                                tensors=tensors, pointers=pointers)
+            ddp.barrier(d)
+
+        def evaluate_dev() -> bool:
+            """Evaluate, log, checkpoint; True if training should stop early."""
+            split = "dev" if has_dev else "train"
+            metrics = task.evaluate(model, split, batch_size=eval_bs, rank=d.rank,
+                                    world_size=d.world_size)
+            main = metrics.get(task.main_metric)
+            if main is None:
+                raise TrainingError(f"task {cfg.task!r} declares main metric "
+                                    f"{task.main_metric!r} but metrics() returned "
+                                    f"{sorted(metrics)}")
+            logger.log({"step": prog.step, "epoch": prog.epoch, "split": split,
+                        "time": time.perf_counter() - start, **metrics})
+            improved = _better(main, prog.best, task.higher_is_better)
+            if improved:
+                prog.best, prog.best_step, prog.bad_evals = main, prog.step, 0
+            else:
+                prog.bad_evals += 1
+            prog.last_metrics = metrics
+            prog.last_eval = prog.step
+            if schedule.observe(main):
+                self.log(f"step {prog.step}: {split} {task.main_metric} did not improve; "
+                         f"learning rate now {schedule.lr(prog.step, prog.epoch):.3g}")
+            checkpoint(("latest", "best") if improved else ("latest",))
+            msg = f"step {prog.step} epoch {prog.epoch + 1}: {split} {format_metrics(metrics)}"
+            if bar is None:
+                self.log(msg)
+            else:
+                bar.write(msg)
+                bar.set_postfix_str(f"{split} {task.main_metric} {main:.4g}")
+            return tc.early_stopping is not None and prog.bad_evals >= tc.early_stopping
+
+        net.train()
+        while not stop and prog.epoch < tc.max_epochs:
+            if prog.batch == 0:
+                carried = None
+            for batch in task.batches("train", batch_size=cfg.data.batch_size, epoch=prog.epoch,
+                                      seed=tc.seed, shuffle=True, rank=d.rank,
+                                      world_size=d.world_size, start=prog.batch,
+                                      num_workers=cfg.data.num_workers):
+                lr = schedule.lr(prog.step, prog.epoch)
+                set_lr(optimizer, lr)
+                with autocast:
+                    out = task.step(net, batch, carried if task.stateful else None)
+                loss = out.loss
+                if ddp.any_true(d, not bool(torch.isfinite(loss.detach()).all())):
+                    where = read_pointer(run_dir, "latest")
+                    kept = (f"the last good checkpoint is {where}" if where is not None
+                            else "no checkpoint had been written yet")
+                    raise TrainingError(
+                        f"loss is {float(loss.detach())} at step {prog.step + 1} (epoch "
+                        f"{prog.epoch + 1}): training stopped; {kept}. Try a lower "
+                        f"optimizer.lr or optimizer.grad_clip")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = None
+                if cfg.optimizer.grad_clip is not None:
+                    grad_norm = float(nn.utils.clip_grad_norm_(model.parameters(),
+                                                               cfg.optimizer.grad_clip))
+                optimizer.step()
+                if task.stateful:
+                    carried = detach_state(out.state)
+                prog.step += 1
+                prog.batch += 1
+                add_stats(window, out.stats)
+                window_size += out.size
+                if bar is not None:
+                    bar.update(1)
+                if prog.step % tc.log_every == 0 or prog.step == budget:
+                    now = time.perf_counter()
+                    stats = all_reduce_stats(window)
+                    rate = window_size * d.world_size / max(now - window_t, 1e-9)
+                    metrics = task.metrics(stats) if stats else {}
+                    row = {"step": prog.step, "epoch": prog.epoch, "split": "train",
+                           "time": now - start, "lr": lr, **metrics,
+                           f"{task.size_unit}_per_s": rate}
+                    if grad_norm is not None:
+                        row["grad_norm"] = grad_norm
+                    logger.log(row)
+                    if bar is not None:
+                        main = metrics.get(task.main_metric, float(loss))
+                        bar.set_description_str(
+                            f"ep {prog.epoch + 1} {task.main_metric} {main:.4g} "
+                            f"{rate:,.0f} {task.size_unit}/s")
+                    window, window_size, window_t = {}, 0, now
+                stop_early = False
+                if tc.eval_every is not None and prog.step % tc.eval_every == 0:
+                    stop_early = evaluate_dev()
+                elif tc.checkpoint_every is not None and prog.step % tc.checkpoint_every == 0:
+                    checkpoint()
+                if stop_early:
+                    self.log(f"early stopping at step {prog.step}: no improvement of "
+                             f"{task.main_metric} in {tc.early_stopping} evaluations")
+                    stop = True
+                if prog.step >= budget:
+                    stop = True
+                if stop:
+                    break
+            else:  # the epoch ended
+                prog.epoch += 1
+                prog.batch = 0
+                if tc.eval_every is None and evaluate_dev():
+                    self.log(f"early stopping after epoch {prog.epoch}: no improvement of "
+                             f"{task.main_metric} in {tc.early_stopping} evaluations")
+                    stop = True
+                elif tc.eval_every is not None and prog.step % tc.eval_every != 0:
+                    checkpoint()
+                continue
+            break
+        if bar is not None:
+            bar.close()
+        if prog.last_eval != prog.step:  # a final evaluation and checkpoint
+            evaluate_dev()
+        wall = time.perf_counter() - start
+        results = self._final(task, model, eval_bs, wall, prog)
+        logger.close()
+        return results
+
+    def _final(self, task: Task, model: nn.Module, eval_bs: int, wall: float,
+               prog: Progress) -> dict:
+        cfg, d = self.config, self.dist
+        which = cfg.trainer.select if "dev" in task.splits() else "latest"
+        folder = read_pointer(self.run_dir, which) if d.is_main else None
+        name = ddp.broadcast_str(d, folder.name if folder is not None else "")
+        if name:
+            load_model_weights(model, self.run_dir / "checkpoints" / name / "model.safetensors")
+        splits = [s for s in ("dev", "test") if s in task.splits()
+                  and (s != "test" or cfg.trainer.test)]
+        results: dict = {"task": cfg.task, "cell": cfg.model.cell, "steps": prog.step,
+                         "epochs_completed": prog.epoch, "wall_seconds": wall,
+                         "checkpoint": name, "best_step": prog.best_step,
+                         "main_metric": task.main_metric, "baselines": task.baselines()}
+        for split in splits:
+            metrics = task.evaluate(model, split, batch_size=eval_bs, rank=d.rank,
+                                    world_size=d.world_size)
+            results[split] = metrics
+            self.log(f"{split} ({which} checkpoint {name}): {format_metrics(metrics)}")
+        if d.is_main:
+            atomic_write_text(self.run_dir / "results.json", json.dumps(results, indent=1))
+        return results
+
+
+def train(config: Config, run_dir: str | Path, *, resume: bool = False,
+          device: str | None = None, quiet: bool = False) -> dict:
+    """Train ``config`` into ``run_dir``; returns the final metrics (``results.json``).
+
+    Raises:
+        DataError: the task's data is missing.
+        TrainingError: a NaN/Inf loss (the last good checkpoint is kept) or a
+            run directory that cannot be resumed.
+    """
+    return Trainer(config, Path(run_dir), resume=resume, device=device, quiet=quiet).run()
+
