@@ -147,8 +147,9 @@ def naive_grid_lstm(cell: GridLSTMCell, xs):
     for x in xs:
         h_depth, m_depth = cell.weight_in @ x, torch.zeros(H, dtype=D)
         for k in range(K):
-            w = cell.weight[0 if cell.tied else k]
-            b = None if cell.bias is None else cell.bias[0 if cell.tied else k]
+            blk = 0 if cell.tied else k
+            w = torch.cat([cell.weight_from_time[blk], cell.weight_from_depth[blk]], dim=1)
+            b = None if cell.bias is None else cell.bias[blk]
             Hvec = torch.cat([h_time[k], h_depth])
             ht, mt = lstm(Hvec, m_time[k], w[: 4 * H], None if b is None else b[: 4 * H])
             h_depth, m_depth = lstm(Hvec, m_depth, w[4 * H :], None if b is None else b[4 * H :])

@@ -139,6 +139,10 @@ class DepthGatedLSTMCell(RecurrentCell):
     def recur(self, u_t: Tensor, state: DepthGatedState) -> tuple[Tensor, DepthGatedState]:
         H = self.hidden_size
         rec = torch.einsum("nkh,kgh->nkg", state.h, self.weight_hh)  # (N, K, 4H): all layers
+        # unbind, not [:, j]: indexing would make backward build full-size gradients per layer
+        rec_j, c_prev_j = rec.unbind(1), state.c.unbind(1)  # K x (N, 4H), K x (N, H)
+        peep = self.peephole.unbind(0) if self.peephole is not None else None  # K x (3, H)
+        w_cd, w_ld = self.depth_weight_c.unbind(0), self.depth_weight_l.unbind(0)
         hs, cs = [], []
         below_h = below_c = None
         for j in range(self.num_layers):
@@ -148,22 +152,18 @@ class DepthGatedLSTMCell(RecurrentCell):
                 a = below_h @ self.weight_ih[j].t()  # (N, 5H)
                 if self.bias is not None:
                     a = a + self.bias[j]
-            z = a[:, : 4 * H] + rec[:, j]
-            i, f, g, o = z[:, :H], z[:, H : 2 * H], z[:, 2 * H : 3 * H], z[:, 3 * H :]
-            c_prev = state.c[:, j]  # (N, H)
-            if self.peephole is not None:
-                i = i + self.peephole[j, 0] * c_prev
-                f = f + self.peephole[j, 1] * c_prev
+            i, f, g, o = (a[:, : 4 * H] + rec_j[j]).chunk(4, dim=1)
+            c_prev = c_prev_j[j]  # (N, H)
+            if peep is not None:
+                w_ci, w_cf, w_co = peep[j].unbind(0)
+                i = i + w_ci * c_prev
+                f = f + w_cf * c_prev
             c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
             if j > 0:
-                d = torch.sigmoid(
-                    a[:, 4 * H :]
-                    + self.depth_weight_c[j - 1] * c_prev
-                    + self.depth_weight_l[j - 1] * below_c
-                )
+                d = torch.sigmoid(a[:, 4 * H :] + w_cd[j - 1] * c_prev + w_ld[j - 1] * below_c)
                 c = c + d * below_c
-            if self.peephole is not None:
-                o = o + self.peephole[j, 2] * c
+            if peep is not None:
+                o = o + w_co * c
             h = torch.sigmoid(o) * torch.tanh(c)
             hs.append(h)
             cs.append(c)

@@ -174,8 +174,14 @@ class GatedFeedbackCell(RecurrentCell):
         gate_prev = (h_prev.reshape(N, K * H) @ self.gate_hh.reshape(K * K, K * H).t()).view(
             N, K, K
         )  # (N, K_j, K_i)
+        # unbind, not [:, j]: indexing would make backward build full-size gradients per layer
+        feedback_j = feedback.unbind(1)  # K x (N, K_i, H)
+        gate_prev_j = gate_prev.unbind(1)  # K x (N, K_i)
+        h_prev_j = h_prev.unbind(1)  # K x (N, H)
         if G > 1:
-            local = torch.einsum("njh,jgh->njg", h_prev, self.weight_hh)  # (N, K, (G-1) H)
+            local = torch.einsum("njh,jgh->njg", h_prev, self.weight_hh).unbind(1)  # (N, (G-1)H)
+        if self.unit == "lstm":
+            c_prev_j = state.c.unbind(1)
         hs, cs = [], []
         below = None
         for j in range(K):
@@ -186,19 +192,17 @@ class GatedFeedbackCell(RecurrentCell):
                 if self.bias is not None:
                     a = a + self.bias[j]
                 g_in = below @ self.gate_ih[j].t()
-            g = torch.sigmoid(g_in + gate_prev[:, j])  # (N, K_i): g^{i->j}
-            R = torch.bmm(g.unsqueeze(1), feedback[:, j]).squeeze(1)  # (N, H)
+            g = torch.sigmoid(g_in + gate_prev_j[j])  # (N, K_i): g^{i->j}
+            R = torch.bmm(g.unsqueeze(1), feedback_j[j]).squeeze(1)  # (N, H)
             if self.unit == "tanh":
                 h = torch.tanh(a + R)
             elif self.unit == "gru":
-                rz = torch.sigmoid(a[:, : 2 * H] + local[:, j])
-                r, z = rz[:, :H], rz[:, H:]
+                r, z = torch.sigmoid(a[:, : 2 * H] + local[j]).chunk(2, dim=1)
                 n = torch.tanh(a[:, 2 * H :] + r * R)
-                h = (1 - z) * h_prev[:, j] + z * n
+                h = (1 - z) * h_prev_j[j] + z * n
             else:
-                ifo = torch.sigmoid(a[:, : 3 * H] + local[:, j])
-                i, f, o = ifo[:, :H], ifo[:, H : 2 * H], ifo[:, 2 * H :]
-                c = f * state.c[:, j] + i * torch.tanh(a[:, 3 * H :] + R)
+                i, f, o = torch.sigmoid(a[:, : 3 * H] + local[j]).chunk(3, dim=1)
+                c = f * c_prev_j[j] + i * torch.tanh(a[:, 3 * H :] + R)
                 h = o * torch.tanh(c)
                 cs.append(c)
             hs.append(h)

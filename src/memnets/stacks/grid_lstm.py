@@ -69,11 +69,13 @@ class GridLSTMCell(RecurrentCell):
 
     Attributes (B = 1 if ``tied`` else K):
         weight_in: ``(H, H_in)`` the input projection :math:`I`, Xavier-uniform.
-        weight: ``(B, 8H, 2H)``: rows are :math:`W^{\mathrm{time}}` then
-            :math:`W^{\mathrm{depth}}`, each with blocks u, f, c, o (the order
-            i, f, g, o of torch.nn.LSTM); columns act on
-            :math:`[h^{\mathrm{time}}; h^{\mathrm{depth}}]`; Xavier-uniform per
-            block.
+        weight_from_time, weight_from_depth: ``(B, 8H, H)`` each, the columns
+            of :math:`W = [W^{\mathrm{time}}; W^{\mathrm{depth}}]` that read
+            :math:`h^{\mathrm{time}}` and :math:`h^{\mathrm{depth}}` (kept apart
+            so that a step never slices a parameter); rows are
+            :math:`W^{\mathrm{time}}` then :math:`W^{\mathrm{depth}}`, each with
+            blocks u, f, c, o (the order i, f, g, o of torch.nn.LSTM);
+            Xavier-uniform per block of :math:`W` (fan-in 2H).
         bias: ``(B, 8H)``; zero, except both forget blocks, 1.
 
     Parameters: :math:`H H_{in} + B (16 H^2 + 8 H)` (:math:`H H_{in} + 16 B H^2`
@@ -105,7 +107,8 @@ class GridLSTMCell(RecurrentCell):
         self.input_size, self.hidden_size, self.output_size = input_size, H, H
         self.num_layers, self.tied = K, tied
         self.weight_in = nn.Parameter(torch.empty(H, input_size, **factory))
-        self.weight = nn.Parameter(torch.empty(B, 8 * H, 2 * H, **factory))
+        self.weight_from_time = nn.Parameter(torch.empty(B, 8 * H, H, **factory))
+        self.weight_from_depth = nn.Parameter(torch.empty(B, 8 * H, H, **factory))
         if bias:
             self.bias = nn.Parameter(torch.empty(B, 8 * H, **factory))
         else:
@@ -116,9 +119,12 @@ class GridLSTMCell(RecurrentCell):
         H = self.hidden_size
         with torch.no_grad():
             nn.init.xavier_uniform_(self.weight_in)
-            for b in range(self.weight.shape[0]):
+            for b in range(self.weight_from_time.shape[0]):
                 for k in range(8):
-                    nn.init.xavier_uniform_(self.weight[b, k * H : (k + 1) * H])
+                    block = self.weight_from_time.new_empty(H, 2 * H)  # a block of W on [h_t; h_d]
+                    nn.init.xavier_uniform_(block)
+                    self.weight_from_time[b, k * H : (k + 1) * H] = block[:, :H]
+                    self.weight_from_depth[b, k * H : (k + 1) * H] = block[:, H:]
             if self.bias is not None:
                 nn.init.zeros_(self.bias)
                 self.bias[:, H : 2 * H].fill_(1.0)  # time forget
@@ -133,17 +139,20 @@ class GridLSTMCell(RecurrentCell):
 
     def recur(self, u_t: Tensor, state: GridLSTMState) -> tuple[Tensor, GridLSTMState]:
         H, K = self.hidden_size, self.num_layers
-        W = self.weight.expand(K, -1, -1)  # (K, 8H, 2H), a view when tied
         # the part of every block that reads h^time_{t-1}, for all blocks at once
-        z_time = torch.einsum("nkh,kgh->nkg", state.h, W[:, :, :H])  # (N, K, 8H)
+        z_time = torch.einsum(
+            "nkh,kgh->nkg", state.h, self.weight_from_time.expand(K, -1, -1)
+        )  # (N, K, 8H)
         if self.bias is not None:
             z_time = z_time + self.bias.expand(K, -1)
-        h_depth = u_t  # (N, H)
+        # unbind, not [k]: indexing would make backward build a full-size gradient per block
+        w_depth = self.weight_from_depth.expand(K, -1, -1).unbind(0)  # K x (8H, H)
+        h_depth = u_t  # (N, H): I x_t
         m_depth = torch.zeros_like(u_t)
         hs, ms = [], []
-        for k in range(K):
-            z = torch.addmm(z_time[:, k], h_depth, W[k, :, H:].t())  # (N, 8H)
-            h_time, m_time = _paper_lstm(z[:, : 4 * H], state.m[:, k])
+        for z_k, m_k, w_k in zip(z_time.unbind(1), state.m.unbind(1), w_depth):
+            z = torch.addmm(z_k, h_depth, w_k.t())  # (N, 8H)
+            h_time, m_time = _paper_lstm(z[:, : 4 * H], m_k)
             h_depth, m_depth = _paper_lstm(z[:, 4 * H :], m_depth)
             hs.append(h_time)
             ms.append(m_time)
