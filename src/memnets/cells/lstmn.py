@@ -89,6 +89,9 @@ class LSTMNCell(RecurrentCell):
     ``return_attention=True``; with any layer, :meth:`record_attention`
     collects the ``(N, T)`` row of every step.
 
+    Regularisers: the state ones (zoneout, state dropout) assume fixed-size
+    state fields; apply them to ``h_tilde`` only, never to the tape fields.
+
     Departures from the paper: the tape starts with the initial state
     :math:`(h_0, c_0)` (zeros by default) as slot 0, so that the first step has
     something to attend to (the paper's sum over :math:`i < t` is empty at
