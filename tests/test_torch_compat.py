@@ -217,3 +217,13 @@ def test_wrong_input_and_state_shapes_raise_value_errors():
         lstm(torch.randn(4, 3, 16), (torch.zeros(2, 3, H), torch.zeros(2, 3, 5)))
     with pytest.raises(ValueError, match=r"expected hx = \(h_0, c_0\)"):
         lstm(torch.randn(4, 3, 16), torch.zeros(2, 3, H))
+
+
+def test_cell_options_keep_their_own_initialisation_in_the_drop_in():
+    lstm = memnets.LSTM(H_IN, 25, layer_norm=True, peephole=True, forget_bias=2.0)
+    cell = lstm.cells()[0]
+    assert not lstm._can_fuse()
+    assert torch.equal(cell.ln_ih.weight, torch.ones_like(cell.ln_ih.weight))
+    assert torch.count_nonzero(cell.weight_ci) == 0
+    assert torch.all(cell.bias_ih[25:50] == 2.0) and torch.all(cell.bias_hh[25:50] == 0.0)
+    assert float(cell.weight_hh.abs().max()) <= 1 / 25**0.5  # torch.nn's uniform init

@@ -107,8 +107,7 @@ def _zeros(cell: nn.Module, batch_size: int, size: int, device, dtype) -> Tensor
     return torch.zeros(batch_size, size, device=device, dtype=dtype)
 
 
-def uniform_init_(module: nn.Module, hidden_size: int) -> None:
-    """torch.nn's RNN initialisation: every parameter from U(-1/sqrt(H), 1/sqrt(H))."""
+def uniform_init_(param: Tensor, hidden_size: int) -> None:
+    """torch.nn's RNN initialisation of one parameter: U(-1/sqrt(H), 1/sqrt(H))."""
     bound = 1.0 / math.sqrt(hidden_size) if hidden_size > 0 else 0.0
-    for p in module.parameters():
-        nn.init.uniform_(p, -bound, bound)
+    nn.init.uniform_(param, -bound, bound)

@@ -26,6 +26,7 @@ from memnets.layers.sequence import to_time_major
 from memnets.layers.stacked import Stacked
 
 CellFactory = Callable[[int, int], RecurrentCell]
+_TORCH_PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 
 
 class _TorchCompatible(nn.Module):
@@ -80,7 +81,7 @@ class _TorchCompatible(nn.Module):
             in_size = layers[-1].output_size
         self.stack = Stacked(layers, dropout=self.dropout, batch_first=batch_first)
         if cell is None:
-            uniform_init_(self, hidden_size)  # torch.nn's default initialisation
+            self._torch_init(cell_options)
         # torch.nn names: "<cell parameter>_l<layer>[_reverse]"
         self._flat_names: dict[str, str] = {}
         for k in range(num_layers):
@@ -97,6 +98,21 @@ class _TorchCompatible(nn.Module):
         ]
         self.register_state_dict_post_hook(_to_flat_names)
         self.register_load_state_dict_pre_hook(_from_flat_names)
+
+    def _torch_init(self, cell_options: dict) -> None:
+        """torch.nn's initialisation for the parameters torch.nn has; the others
+        (peepholes, layer-norm gains, ...) keep their cell's initialisation, and
+        an explicit ``forget_bias`` option is honoured."""
+        for c in self.cells():
+            for name in _TORCH_PARAMETERS:
+                p = getattr(c, name, None)
+                if p is not None:
+                    uniform_init_(p, self.hidden_size)
+            if "forget_bias" in cell_options and c.bias_ih is not None:
+                H, k = c.hidden_size, 0 if getattr(c, "coupled", False) else 1
+                with torch.no_grad():
+                    c.bias_ih[k * H : (k + 1) * H].fill_(cell_options["forget_bias"])
+                    c.bias_hh[k * H : (k + 1) * H].zero_()
 
     # --- structure ---
 
