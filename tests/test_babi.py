@@ -177,6 +177,11 @@ def test_linear_start_ends_when_dev_loss_stops_falling(capsys):
     assert task.update_linear_start(model, 1.7) and not model.linear
     assert "linear start ends" in capsys.readouterr().out
     assert "linear_mode" in model.state_dict()  # saved with the weights
+    model = task.build_model(BabiModelConfig(embed_dim=4, ls_epochs=3))
+    assert not task.update_linear_start(model, 1.0)
+    assert not task.update_linear_start(model, 2.0) and model.linear  # loss ignored
+    assert task.update_linear_start(model, 3.0) and not model.linear
+    assert "after 3 epochs" in capsys.readouterr().out
 
 
 def test_attention_table_and_heatmap(tmp_path):

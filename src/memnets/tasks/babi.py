@@ -85,7 +85,9 @@ class BabiModelConfig(ModelConfig):
 
     ``arch: memn2n`` uses ``embed_dim``, ``hops``, ``encoding``, ``temporal``,
     ``tying``, ``random_noise``, ``linear_start``, ``ls_lr_scale``, ``ls_patience`` (dev
-    evaluations without a lower dev loss before LS ends; 1 = the paper's rule) and
+    evaluations without a lower dev loss before LS ends; 1 = the paper's rule),
+    ``ls_epochs`` (if set, LS ends after this many epochs instead, whatever the
+    dev loss does, as the authors' released code does) and
     ``init_std``; ``batch_loss: sum`` (the paper's: gradients summed over the
     batch, which is what its lr 0.01 and clipping at norm 40 are sized for)
     or ``mean``; ``arch: lstm`` uses ``embed_dim``, ``cell``, ``hidden_size``,
@@ -102,6 +104,7 @@ class BabiModelConfig(ModelConfig):
     linear_start: bool = True
     ls_lr_scale: float = 0.5
     ls_patience: int = 1
+    ls_epochs: int | None = None
     init_std: float = 0.1
     batch_loss: Literal["sum", "mean"] = "sum"
 
@@ -125,6 +128,7 @@ class BabiTask(Task):
         self._encoded: dict[str, EncodedSet] = {}
         self._ls_best = math.inf
         self._ls_wait = 0
+        self._ls_evals = 0
         self._model_config: BabiModelConfig | None = None
 
     # ------------------------------------------------------------------ data
@@ -200,7 +204,7 @@ class BabiTask(Task):
                        random_noise=config.random_noise, init_std=config.init_std)
         model.linear = config.linear_start
         model.ls_lr_scale = config.ls_lr_scale
-        self._ls_best, self._ls_wait = math.inf, 0
+        self._ls_best, self._ls_wait, self._ls_evals = math.inf, 0, 0
         return model
 
     def step(self, model: nn.Module, batch, state=None) -> StepOutput:
@@ -252,12 +256,21 @@ class BabiTask(Task):
         return result
 
     def update_linear_start(self, model: MemN2N, dev_loss: float) -> bool:
-        """End linear start once the dev loss stops falling; True when it just ended."""
+        """End linear start once the dev loss stops falling (or after ``ls_epochs``
+        dev evaluations, one per epoch); True when it just ended."""
+        cfg = self._model_config
+        self._ls_evals += 1
+        if cfg is not None and cfg.ls_epochs is not None:
+            if self._ls_evals < cfg.ls_epochs:
+                return False
+            model.linear = False
+            print(f"babi: linear start ends after {self._ls_evals} epochs, softmaxes restored")
+            return True
         if dev_loss < self._ls_best:
             self._ls_best, self._ls_wait = dev_loss, 0
             return False
         self._ls_wait += 1
-        patience = self._model_config.ls_patience if self._model_config is not None else 1
+        patience = cfg.ls_patience if cfg is not None else 1
         if self._ls_wait < patience:
             return False
         model.linear = False
