@@ -66,6 +66,8 @@ def write_log(args, log: dict, *, complete: bool) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=os.environ.get("MEMNETS_DATA", "../shared/data") + "/ptb")
+    ap.add_argument("--level", default="word", choices=("word", "char"),
+                    help="word-level PTB, or its characters ('_' between words)")
     ap.add_argument("--cell", default="lstm")
     ap.add_argument("--nonlinearity", default=None, help="for --cell elman: tanh or relu")
     ap.add_argument("--hidden", type=int, default=200)
@@ -93,7 +95,7 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    corpus = load_ptb(args.data)
+    corpus = load_ptb(args.data, level=args.level)
     V = len(corpus.vocab)
     train = batchify(corpus["train"], args.batch)
     valid = batchify(corpus["valid"], args.batch)

@@ -72,3 +72,16 @@ def test_shared_ptb_matches_the_documented_counts():
     assert {k: v.numel() for k, v in c.splits.items()} == {
         "train": 929589, "valid": 73760, "test": 82430}
     assert c.vocab.itos[0] == "the"
+
+
+def test_char_level_ptb_spells_words_with_underscores(tmp_path):
+    write_ptb(tmp_path)
+    from memnets.data.ptb import read_chars
+
+    assert read_chars(tmp_path / "ptb.test.txt") == list("cat_ran") + ["<eos>"]
+    (tmp_path / "ptb.valid.txt").write_text(" the cat \n")
+    c = load_ptb(tmp_path, level="char")
+    assert "<eos>" in c.vocab and "_" in c.vocab
+    assert c.vocab.decode(c["valid"].tolist()) == list("the_cat") + ["<eos>"]
+    with pytest.raises(ValueError, match="level"):
+        load_ptb(tmp_path, level="byte")

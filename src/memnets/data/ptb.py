@@ -54,6 +54,22 @@ def read_words(path: str | Path) -> list[str]:
     return words
 
 
+def read_chars(path: str | Path) -> list[str]:
+    """Character tokens of a PTB word file: each word's characters, ``_`` between
+    words and ``<eos>`` at the end of each line (the layout of Mikolov's
+    ``ptb.char.*`` files, derived here from the word-level files)."""
+    words = read_words(path)
+    chars: list[str] = []
+    for w in words:
+        if w == EOS:
+            chars.append(EOS)
+            continue
+        if chars and chars[-1] != EOS:
+            chars.append("_")
+        chars.extend(w)
+    return chars
+
+
 @dataclass
 class Corpus:
     """A tokenised corpus: its vocabulary and one id tensor per split (``(T,)`` int64)."""
@@ -67,8 +83,11 @@ class Corpus:
         return self.splits[split]
 
 
-def load_ptb(root: str | Path, *, vocab: Vocab | None = None) -> Corpus:
+def load_ptb(root: str | Path, *, vocab: Vocab | None = None, level: str = "word") -> Corpus:
     """Read ``ptb.{train,valid,test}.txt`` under ``root``.
+
+    ``level="char"`` reads characters instead (see :func:`read_chars`); ``<unk>``
+    is then spelled out as the five characters ``<``, ``u``, ``n``, ``k``, ``>``.
 
     The vocabulary is built from the training file (most frequent first) unless
     ``vocab`` is given.  It has no padding token: PTB is a closed vocabulary
@@ -76,6 +95,14 @@ def load_ptb(root: str | Path, *, vocab: Vocab | None = None) -> Corpus:
     maps to ``<unk>``.
     """
     root = Path(root)
+    if level not in ("word", "char"):
+        raise ValueError(f"expected level 'word' or 'char', got {level!r}")
+    if level == "char":
+        chars = {s: read_chars(root / f"ptb.{s}.txt") for s in SPLITS}
+        if vocab is None:
+            vocab = Vocab(sorted(set(chars["train"])), specials=(), unk=None)
+        return Corpus(vocab, {s: torch.tensor(vocab.encode(c), dtype=torch.long)
+                              for s, c in chars.items()})
     words = {s: read_words(root / f"ptb.{s}.txt") for s in SPLITS}
     if vocab is None:
         if UNK not in words["train"]:
