@@ -16,8 +16,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 install: $(VENV)/.installed
 
+# the default job: a small LSTM and an Elman tanh RNN on the adding problem (T = 100);
+# prints a table and writes runs/default/curves.png (finished runs are not repeated)
 run: install
-	$(VENV)/bin/memnets demo
+	$(VENV)/bin/memnets compare adding --models lstm,elman --out runs/default
 
 lint: install
 	$(PY) -m ruff check src tests benchmarks

@@ -159,3 +159,15 @@ def test_smoke_training_beats_the_trivial_baseline(name, tmp_path):
         assert r["test"][main] > base + 0.2
     else:
         assert r["test"][main] < 0.5 * base
+
+
+def test_chrono_init_sets_forget_and_input_biases():
+    torch.manual_seed(0)
+    cfg = MemoryModelConfig(cell="lstm", hidden_size=50, init="chrono", chrono_max=100)
+    cell = SequenceRegressor(2, 1, cfg, every_step=False).layers[0].cell
+    H = 50
+    forget, inp = cell.bias_ih[H:2 * H], cell.bias_ih[:H]
+    assert (forget >= 0).all() and (forget <= math.log(99) + 1e-6).all()
+    assert torch.equal(inp, -forget) and (cell.bias_hh[:2 * H] == 0).all()
+    with pytest.raises(ValueError, match="chrono needs an LSTM"):
+        SequenceRegressor(2, 1, MemoryModelConfig(cell="elman", init="chrono"), False)

@@ -351,3 +351,19 @@ def test_ddp_two_processes_match_one_process(tmp_path):
     ra = json.loads((tmp_path / "one" / "results.json").read_text())
     rb = json.loads((tmp_path / "two" / "results.json").read_text())
     assert ra["test"]["mse"] == pytest.approx(rb["test"]["mse"], rel=1e-4)
+
+
+def test_the_example_task_in_docs_engine_md_trains(tmp_path):
+    import re
+
+    text = (HERE.parent / "docs" / "engine.md").read_text()
+    code = re.search(r"```python\n(from dataclasses.*?)```", text, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "docs/engine.md", "exec"), namespace)
+    recipe = re.search(r"```yaml\n(task: majority.*?)```", text, re.S).group(1)
+    (tmp_path / "majority.yaml").write_text(recipe)
+    config = load_config(str(tmp_path / "majority.yaml"),
+                         ["trainer.progress=false", "trainer.tensorboard=false",
+                          "trainer.max_epochs=3"])
+    r = train(config, tmp_path / "run", quiet=True)
+    assert r["test"]["accuracy"] > 0.8

@@ -56,15 +56,23 @@ class MemoryModelConfig(ModelConfig):
         init: ``default`` keeps the cell's own initialisation; ``identity``
             sets every square recurrent weight to the identity and its biases to
             zero (the IRNN of Le et al. 2015 for ``cell: elman`` with
-            ``nonlinearity: relu``).
+            ``nonlinearity: relu``); ``chrono`` (LSTM only) draws the forget-gate
+            biases as ``log(u)``, ``u ~ U[1, chrono_max - 1]``, and
+            sets the input-gate biases to their negatives (Tallec & Ollivier, "Can
+            recurrent neural networks warp time?", 2018), so that memory is kept
+            over time scales up to ``chrono_max`` steps from the start.
+        chrono_max: the longest time scale of the ``chrono`` initialisation.
     """
 
     hidden_size: int = 100
     init: str = "default"
+    chrono_max: int = 100
 
     def validate(self) -> None:
-        if self.init not in ("default", "identity"):
-            raise ValueError(f"init: expected 'default' or 'identity', got {self.init!r}")
+        if self.init not in ("default", "identity", "chrono"):
+            raise ValueError(f"init: expected 'default', 'identity' or 'chrono', got {self.init!r}")
+        if self.chrono_max < 3:
+            raise ValueError(f"chrono_max: expected at least 3, got {self.chrono_max}")
 
 
 class SequenceRegressor(nn.Module):
@@ -88,6 +96,9 @@ class SequenceRegressor(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(size, output_size)
         self.every_step = every_step
+        if getattr(config, "init", "default") == "chrono":
+            for layer in self.layers:
+                chrono_init(layer.cell, config.chrono_max)
         if getattr(config, "init", "default") == "identity":
             for layer in self.layers:
                 w = getattr(layer.cell, "weight_hh", None)
@@ -132,6 +143,21 @@ class SequenceRegressor(nn.Module):
         out = self.head(out if self.every_step else out[:, -1])
         loss_fn(out).backward()
         return torch.stack([s.grad.norm(dim=-1).mean() for s in states])
+
+
+def chrono_init(cell: nn.Module, t_max: int) -> None:
+    """Chrono initialisation of an LSTM cell's gate biases (blocks i, f, g, o)."""
+    b_ih, b_hh = getattr(cell, "bias_ih", None), getattr(cell, "bias_hh", None)
+    if b_ih is None or b_ih.shape[0] != 4 * cell.hidden_size:
+        raise ValueError(f"init: chrono needs an LSTM cell with biases, got "
+                         f"{type(cell).__name__}")
+    H = cell.hidden_size
+    with torch.no_grad():
+        forget = torch.log(torch.empty(H).uniform_(1.0, t_max - 1.0))
+        b_ih[:H] = -forget
+        b_ih[H:2 * H] = forget
+        if b_hh is not None:
+            b_hh[:2 * H] = 0.0
 
 
 # ---------------------------------------------------------------------- tasks
