@@ -204,3 +204,21 @@ def test_smoke_recipe_learns_on_an_atis_slice(tmp_path, recipe):
     losses = _losses(tmp_path / "run")
     assert losses[-1] < 0.6 * losses[0]
     assert res["dev"]["slot_f1"] > 50.0  # predicting all O scores 0
+
+
+def test_select_picks_the_main_metric():
+    from memnets.config import ConfigError
+    from memnets.train import make_task
+
+    task = make_task(load_config("atis-joint"), check_data=False)
+    assert task.main_metric == "joint" and task.higher_is_better
+    assert make_task(load_config("atis-bilstm"), check_data=False).main_metric == "slot_f1"
+    with pytest.raises(ConfigError, match="select: expected one of"):
+        load_config("atis-joint", ["data.select=f1"])
+    metrics = task.metrics({"loss": 2.0, "count": 4, "chunks_correct": 3, "chunks_gold": 4,
+                            "chunks_pred": 6, "intents_correct": 3, "intents_scored": 4,
+                            "sentences_correct": 1})
+    assert metrics["slot_f1"] == pytest.approx(60.0)  # P 50, R 75
+    assert metrics["intent_accuracy"] == pytest.approx(75.0)
+    assert metrics["joint"] == pytest.approx(67.5)
+    assert metrics["sentence_accuracy"] == pytest.approx(25.0)

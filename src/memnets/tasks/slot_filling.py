@@ -8,7 +8,8 @@ same layout trains by changing ``data.corpus`` only.  The model is
 
 Metrics (percent): ``slot_f1`` exactly as conlleval computes it,
 ``intent_accuracy``, ``sentence_accuracy`` (every tag and the intent right),
-plus ``loss``.  Model selection uses ``slot_f1`` on the dev split.
+``joint`` (mean of slot F1 and intent accuracy), plus ``loss``.  Model
+selection uses ``data.select`` (default ``slot_f1``) on the dev split.
 
 Labels that occur in dev or test but never in training cannot be predicted;
 they are scored as errors (not dropped), and ignored by the loss.
@@ -40,6 +41,8 @@ from memnets.models.tagger import SlotTagger, TaggerConfig
 from memnets.tasks import register_task
 from memnets.tasks.base import ShardedBatches, StepOutput, Task, model_device
 
+SELECT_METRICS = ("slot_f1", "intent_accuracy", "sentence_accuracy", "joint")
+
 
 @dataclass
 class SlotDataConfig(DataConfig):
@@ -60,6 +63,9 @@ class SlotDataConfig(DataConfig):
         lowercase, digits: word normalisation (``digits`` writes every digit as 0).
         download: fetch a known corpus when its files are missing.
         bucket: batch utterances of similar length together (less padding).
+        select: the dev metric that picks the checkpoint and drives early
+            stopping: ``slot_f1``, ``intent_accuracy``, ``sentence_accuracy`` or
+            ``joint`` (the mean of slot F1 and intent accuracy).
     """
 
     corpus: str = "atis_slotgated"
@@ -74,6 +80,7 @@ class SlotDataConfig(DataConfig):
     digits: bool = False
     download: bool = True
     bucket: bool = True
+    select: str = "slot_f1"
 
     def validate(self) -> None:
         if self.format not in FORMATS:
@@ -83,6 +90,8 @@ class SlotDataConfig(DataConfig):
                 f"dev_fraction: expected a value in (0, 1) when dev is null, "
                 f"got {self.dev_fraction}"
             )
+        if self.select not in SELECT_METRICS:
+            raise ValueError(f"select: expected one of {SELECT_METRICS}, got {self.select!r}")
         if self.min_freq < 1:
             raise ValueError(f"min_freq: expected >= 1, got {self.min_freq}")
 
@@ -107,6 +116,7 @@ class SlotFillingTask(Task):
     def __init__(self, data: SlotDataConfig, data_dir=None) -> None:
         super().__init__(data, data_dir)
         self.vocabs: SlotVocabs | None = None
+        self.main_metric = data.select  # the engine reads it from the instance
         self._data: dict[str, list[Utterance]] = {}
 
     # ------------------------------------------------------------------ data
@@ -271,6 +281,7 @@ class SlotFillingTask(Task):
             if stats.get("intents_scored", 0):
                 out["intent_accuracy"] = 100.0 * stats["intents_correct"] / stats["intents_scored"]
             out["sentence_accuracy"] = 100.0 * stats["sentences_correct"] / n
+            out["joint"] = (out["slot_f1"] + out.get("intent_accuracy", out["slot_f1"])) / 2
         return out
 
     # ------------------------------------------------------------------ use
