@@ -235,6 +235,68 @@ def cmd_plot_gradients(args) -> int:
     return EXIT_OK
 
 
+def cmd_report(args) -> int:
+    import platform
+    import subprocess
+
+    import yaml
+
+    from memnets.train.plots import plot_curves
+
+    runs = []
+    for d in map(Path, args.run_dirs):
+        res, cfg = d / "results.json", d / "config.yaml"
+        if not (res.is_file() and cfg.is_file()):
+            raise UsageError(f"{d} is not a finished run (no results.json or config.yaml)")
+        runs.append((d, json.loads(res.read_text()), yaml.safe_load(cfg.read_text())))
+    # columns: the data/model fields that differ between the runs
+    varying = []
+    for section in ("data", "model"):
+        keys = sorted({k for _, _, c in runs for k in c[section]})
+        for k in keys:
+            values = {json.dumps(c[section].get(k)) for _, _, c in runs}
+            if len(values) > 1 and k != "cell":
+                varying.append((section, k))
+    main = runs[0][1]["main_metric"]
+    split = "test" if all("test" in r for _, r, _ in runs) else "dev"
+    head = ["run", "cell", *[f"{s}.{k}" for s, k in varying], f"{split} {main}",
+            f"baseline {main}", "ratio", "steps", "best step", "wall time (s)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
+    for d, r, c in runs:
+        value = r[split][main]
+        base = r[split].get(f"baseline_{main}", r.get("baselines", {}).get(main))
+        row = {"run": d.name, "cell": c["model"]["cell"],
+               **{f"{s}.{k}": c[s].get(k) for s, k in varying},
+               main: value, f"baseline_{main}": base, "steps": r["steps"],
+               "best_step": r.get("best_step"), "wall_seconds": r["wall_seconds"],
+               "metrics": r[split]}
+        rows.append(row)
+        cells = [d.name, c["model"]["cell"], *[_fmt(c[s].get(k)) for s, k in varying],
+                 _fmt(value), _fmt(base), _fmt(value / base) if base else "-",
+                 str(r["steps"]), str(r.get("best_step")), f"{r['wall_seconds']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                    text=True, timeout=10).stdout.strip() or "unknown"
+        except OSError:
+            commit = "unknown"
+        machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, " \
+                  f"{__import__('os').cpu_count()} logical CPUs"
+        out.with_suffix(".json").write_text(json.dumps(
+            {"split": split, "main_metric": main, "commit": commit, "machine": machine,
+             "runs": rows}, indent=1))
+        png = plot_curves([d for d, _, _ in runs], out.with_suffix(".png"),
+                          labels=[d.name for d, _, _ in runs])
+        print(f"wrote {out.with_suffix('.json')} and {png} (commit {commit})")
+    return EXIT_OK
+
+
 def cmd_demo(args) -> int:
     from memnets.demo import run_demo
 
@@ -320,6 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--out", help="PNG path (default RUN_DIR/gradients.png)")
     p.add_argument("--device", default="cpu")
+
+    p = add("report", cmd_report, "tabulate finished runs (markdown) and plot their curves",
+            "Print a markdown table of finished runs: the data/model fields that differ "
+            "between them, the test (or dev) main metric against its trivial baseline, "
+            "steps and wall time. With --out PATH also write PATH.json and PATH.png.")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--out", help="path without suffix, e.g. results/adding")
 
     add("demo", cmd_demo, "a short tour of the recurrent core")
     return parser

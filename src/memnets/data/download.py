@@ -90,6 +90,9 @@ def download(
                 f"checksum mismatch for {url}: expected sha256 {expected}, got {got}; "
                 f"{dest} was not written"
             )
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, dest)
     finally:
         if tmp.exists():

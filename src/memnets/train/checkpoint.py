@@ -42,10 +42,17 @@ def atomic_write_text(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(path: Path) -> None:
@@ -226,6 +233,7 @@ def save_checkpoint(run_dir: Path, name: str, *, model: nn.Module, meta: dict,
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
         _fsync_dir(tmp)
+        os.chmod(tmp, 0o777 & ~_umask())
         final = root / name
         if final.exists():  # rewriting the same step (e.g. latest and best together)
             shutil.rmtree(final)

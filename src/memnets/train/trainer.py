@@ -125,6 +125,8 @@ class Trainer:
         tc = config.trainer
         if device is not None:
             tc.device = device
+        if tc.threads is not None:
+            torch.set_num_threads(tc.threads)
         self.dist = ddp.setup(tc.device)
         self.device = self.dist.device
         # the data order depends on the seed; dropout and init on seed + rank
