@@ -190,15 +190,15 @@ def _atis_slice(root: Path) -> None:
 @needs_atis
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "recipe", ["atis-elman", "atis-jordan", "atis-lstm", "atis-bilstm", "atis-bilstm-crf",
-               "atis-joint"],
+    "recipe", ["atis-elman", "atis-elman-char", "atis-jordan", "atis-lstm", "atis-bilstm",
+               "atis-bilstm-crf", "atis-joint"],
 )
 def test_smoke_recipe_learns_on_an_atis_slice(tmp_path, recipe):
     _atis_slice(tmp_path / "data")
     over = [f"data.dir={tmp_path / 'data'}", "data.corpus=atis_small", "data.format=seq",
             "data.train=train", "data.dev=valid", "data.test=test", "trainer.max_steps=80",
             "trainer.max_epochs=10", "trainer.eval_every=80", "data.batch_size=32", *FAST]
-    if recipe in ("atis-elman", "atis-jordan"):
+    if recipe in ("atis-elman", "atis-elman-char", "atis-jordan"):
         over.append("optimizer.lr=0.005")
     res = train(load_config(recipe, over), tmp_path / "run", quiet=True)
     losses = _losses(tmp_path / "run")
