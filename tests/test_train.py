@@ -367,3 +367,41 @@ def test_the_example_task_in_docs_engine_md_trains(tmp_path):
                           "trainer.max_epochs=3"])
     r = train(config, tmp_path / "run", quiet=True)
     assert r["test"]["accuracy"] > 0.8
+
+
+@register_task("test_phases")
+class PhaseTask(AddingTask):
+    """Counts dev evaluations: state that lives outside the weights."""
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.evals = 0
+
+    def evaluate(self, model, split, **kw):
+        if split == "dev":
+            self.evals += 1
+        return super().evaluate(model, split, **kw)
+
+    def train_state(self, model):
+        return {"evals": self.evals}
+
+    def load_train_state(self, model, state):
+        self.evals = state["evals"]
+
+
+def test_task_train_state_is_checkpointed_and_restored(tmp_path):
+    sets = TINY + ["task=test_phases", "trainer.max_steps=10", "trainer.eval_every=5",
+                   "trainer.test=false"]
+    train(load_config("adding", sets), tmp_path, quiet=True)
+    meta, _ = ckpt.load_checkpoint(ckpt.read_pointer(tmp_path))
+    assert meta["task_state"] == {"evals": 2}
+    more = [s for s in sets if "max_steps" not in s] + ["trainer.max_steps=20"]
+    train(load_config("adding", more), tmp_path, resume=True, quiet=True)
+    meta, _ = ckpt.load_checkpoint(ckpt.read_pointer(tmp_path))
+    assert meta["step"] == 20 and meta["task_state"] == {"evals": 4}
+
+
+def test_smoke_bf16_autocast_trains_with_finite_loss(tmp_path):
+    config = load_config("adding", TINY + ["trainer.max_steps=6", "trainer.precision=bf16"])
+    r = train(config, tmp_path, quiet=True)
+    assert math.isfinite(r["test"]["mse"])

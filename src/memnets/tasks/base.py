@@ -107,6 +107,14 @@ class Task:
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` returned (called instead of :meth:`setup`)."""
 
+    def train_state(self, model: nn.Module) -> dict:
+        """JSON-serialisable state that changes *during* training outside the weights
+        (e.g. a phase flag such as linear start); saved in every checkpoint."""
+        return {}
+
+    def load_train_state(self, model: nn.Module, state: dict) -> None:
+        """Restore :meth:`train_state` when a run resumes (after the weights are loaded)."""
+
     # ------------------------------------------------------------------ data
 
     def splits(self) -> tuple[str, ...]:

@@ -177,6 +177,7 @@ class Trainer:
             prog = Progress(**meta["progress"])
             if d.world_size == meta.get("world_size", 1):
                 set_rng_state(meta["rng"], tensors)
+            task.load_train_state(model, meta.get("task_state", {}))
             if meta.get("carried") is not None:
                 carried = unpack_tree(meta["carried"], tensors, self.device)
             self.log(f"resuming {run_dir} at step {prog.step} (epoch {prog.epoch + 1}, "
@@ -224,6 +225,7 @@ class Trainer:
                 else None,
                 "world_size": d.world_size,
                 "step": prog.step,
+                "task_state": task.train_state(model),
             }
             if d.is_main:
                 save_checkpoint(run_dir, f"step-{prog.step:08d}", model=model, meta=meta,
