@@ -53,7 +53,7 @@ def _summary_table(rows: list[dict], main: str) -> str:
     for r in rows:
         split = "test" if "test" in r else "dev"
         value = r.get(split, {}).get(main)
-        base = r.get("baselines", {}).get(main)
+        base = r.get(split, {}).get(f"baseline_{main}", r.get("baselines", {}).get(main))
         ratio = value / base if isinstance(value, float) and base else None
         lines.append(f"| {r['cell']} | {_fmt(value)} | {_fmt(base)} | "
                      f"{_fmt(ratio) if ratio is not None else '-'} | {r['steps']} | "

@@ -30,6 +30,7 @@ def plot_curves(run_dirs: list[Path], out: Path, *, metric: str | None = None,
     steps, solid, and the same training metric, faint; a dashed baseline."""
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     positive = True
+    names = []
     for i, run in enumerate(run_dirs):
         run = Path(run)
         rows = read_rows(run)
@@ -41,6 +42,7 @@ def plot_curves(run_dirs: list[Path], out: Path, *, metric: str | None = None,
             m = json.loads(res.read_text())["main_metric"] if res.is_file() else None
         if m is None:
             m = next(k for k in rows[-1] if k not in ("step", "epoch", "split", "time", "lr"))
+        names.append(m)
         label = labels[i] if labels else _run_label(run)
         color = f"C{i}"
         dev = [(r["step"], r[m]) for r in rows if r.get("split") == "dev" and m in r]
@@ -59,7 +61,7 @@ def plot_curves(run_dirs: list[Path], out: Path, *, metric: str | None = None,
     if positive:
         ax.set_yscale("log")
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel(metric or "main metric")
+    ax.set_ylabel(", ".join(dict.fromkeys(names)))
     ax.set_title(title or "learning curves (faint: training batches)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
