@@ -405,3 +405,16 @@ def test_smoke_bf16_autocast_trains_with_finite_loss(tmp_path):
     config = load_config("adding", TINY + ["trainer.max_steps=6", "trainer.precision=bf16"])
     r = train(config, tmp_path, quiet=True)
     assert math.isfinite(r["test"]["mse"])
+
+
+def test_early_stopping_and_plateau_decay(tmp_path):
+    # lr so small that the dev metric cannot improve by the 50% threshold: every
+    # evaluation after the first is "no improvement"
+    sets = TINY + ["trainer.max_steps=40", "trainer.eval_every=2", "trainer.early_stopping=3",
+                   "optimizer.lr=1e-9", "schedule.name=plateau", "schedule.patience=0",
+                   "schedule.threshold=0.5", "schedule.gamma=0.5", "trainer.log_every=1"]
+    r = train(load_config("adding", sets), tmp_path, quiet=True)
+    assert r["steps"] == 8 and r["best_step"] == 2  # evaluations at 2 (best), 4, 6, 8: stop
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in rows if r["split"] == "train"]
+    assert lrs == pytest.approx([1e-9] * 4 + [5e-10] * 2 + [2.5e-10] * 2)

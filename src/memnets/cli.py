@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
@@ -79,6 +80,9 @@ def cmd_train(args) -> int:
         config = from_dict(raw, source=str(cfg_file))
     else:
         config = load_config(args.recipe, args.set)
+        if not args.out and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise UsageError("under torchrun, pass --out RUN_DIR so that every process "
+                             "writes to the same run directory")
         out = Path(args.out) if args.out else _default_out(args.recipe)
         if (out / "checkpoints" / "latest.json").exists():
             raise UsageError(f"{out} already holds a run; add --resume to continue it or "
@@ -86,7 +90,7 @@ def cmd_train(args) -> int:
     if args.quiet:
         config.trainer.progress = False
     results = train(config, out, resume=args.resume, device=args.device, quiet=args.quiet)
-    if not args.quiet:
+    if not args.quiet and int(os.environ.get("RANK", "0")) == 0:
         main = results["main_metric"]
         split = "test" if "test" in results else "dev"
         base = results["baselines"].get(main)
@@ -287,7 +291,7 @@ def cmd_report(args) -> int:
         except OSError:
             commit = "unknown"
         machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, " \
-                  f"{__import__('os').cpu_count()} logical CPUs"
+                  f"{os.cpu_count()} logical CPUs"
         out.with_suffix(".json").write_text(json.dumps(
             {"split": split, "main_metric": main, "commit": commit, "machine": machine,
              "runs": rows}, indent=1))
