@@ -72,7 +72,8 @@ def main() -> None:
         rows.append({
             "name": run.name,
             "recipe": recipe,
-            "model": describe(cfg),
+            "model": describe(cfg) + (f"; ensemble of {len(res['members'])} seeds"
+                                      if "members" in res else ""),
             "split": split_name(cfg),
             "slot_f1": round(test.get("slot_f1", float("nan")), 2),
             "intent_accuracy": (round(test["intent_accuracy"], 2)

@@ -219,3 +219,34 @@ def test_smoke_learns_a_toy_tagging_rule():
     assert float(loss.detach()) < 0.3 * first
     assert acc > 0.95
     assert (torch.tensor(pred_int) == intents).float().mean() > 0.9
+
+
+def test_ensemble_averages_members_and_decodes_the_mean_crf_score():
+    import itertools
+
+    from memnets.models.tagger import TaggerEnsemble
+
+    members = [_model(seed=s, cell="lstm", crf=True, intent_pooling="mean") for s in (0, 1)]
+    for m in members:
+        with torch.no_grad():
+            m.crf.transitions.normal_()
+    ens = TaggerEnsemble(members).double().eval()
+    words, chars, lengths = _batch()
+    out = ens(words, chars, lengths)
+    o0, o1 = (m(words, chars, lengths) for m in members)
+    assert torch.allclose(out.emissions, (o0.emissions + o1.emissions) / 2)
+    p = (o0.intent_logits.softmax(1) + o1.intent_logits.softmax(1)) / 2
+    assert torch.allclose(out.intent_logits.exp(), p)
+    tags, intents = ens.decode(out, lengths)
+    assert intents == p.argmax(1).tolist()
+    # Viterbi of the ensemble = the path with the best mean member score (enumerated)
+    i, n = 1, int(lengths[1])
+    best, best_score = None, None
+    for path in itertools.product(range(len(TAGS)), repeat=n):
+        y = torch.tensor([list(path)])
+        s = sum(m.crf.score(o.emissions[i:i + 1, :n], y) for m, o in zip(members, (o0, o1))) / 2
+        if best_score is None or s > best_score:
+            best, best_score = list(path), s
+    assert tags[i] == best
+    with pytest.raises(ValueError, match="expected members with the same tags"):
+        TaggerEnsemble([members[0], _model(cell="lstm", crf=False, intent_pooling="mean")])

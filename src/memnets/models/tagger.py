@@ -365,3 +365,69 @@ class SlotTagger(nn.Module):
             tags = [best[i, : int(n)].tolist() for i, n in enumerate(lengths)]
         intents = [] if out.intent_logits is None else out.intent_logits.argmax(1).tolist()
         return tags, intents
+
+
+class TaggerEnsemble(nn.Module):
+    r"""Several trained :class:`SlotTagger` of one design, decoding together.
+
+    .. math::
+        E_t = \frac{1}{M}\sum_m E^{(m)}_t, \qquad
+        p(\text{intent}) = \frac{1}{M}\sum_m p^{(m)}(\text{intent})
+
+    With CRF members, the transition, start and end scores are averaged too,
+    so Viterbi finds the tag sequence with the highest mean member score
+    :math:`\frac{1}{M}\sum_m s^{(m)}(y)` (a product of the members' CRF
+    distributions, renormalised).  Without CRF the averaged emissions are the
+    members' mean logits.  The members must share vocabularies and tag set.
+
+    Shapes and methods (``forward``, ``loss``, ``decode``) are those of
+    :class:`SlotTagger`; ``intent_logits`` are the logarithms of the mean
+    probabilities.
+    """
+
+    def __init__(self, members: list[SlotTagger]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("expected at least one member tagger, got none")
+        first = members[0]
+        for k, m in enumerate(members[1:], 1):
+            if (m.num_tags, m.num_intents, m.crf is None) != (
+                first.num_tags, first.num_intents, first.crf is None
+            ):
+                raise ValueError(
+                    f"expected members with the same tags, intents and output layer; member "
+                    f"{k} has {m.num_tags} tags, {m.num_intents} intents, crf={m.crf is not None}"
+                    f" against {first.num_tags}, {first.num_intents}, crf={first.crf is not None}"
+                )
+        self.members = nn.ModuleList(members)
+        self.config = first.config
+        self.num_tags, self.num_intents = first.num_tags, first.num_intents
+        self.intent_head = first.intent_head  # only tested for None by callers
+        self.crf = None
+        if first.crf is not None:
+            self.crf = LinearChainCRF(first.num_tags)
+            with torch.no_grad():
+                for name in ("transitions", "start", "end"):
+                    mean = torch.stack([getattr(m.crf, name) + _penalty(m.crf, name)
+                                        for m in members]).mean(0)
+                    getattr(self.crf, name).copy_(mean)
+
+    def forward(self, words: Tensor, chars: Tensor | None, lengths: Tensor) -> TaggerOutput:
+        outs = [m(words, chars, lengths) for m in self.members]
+        emissions = torch.stack([o.emissions for o in outs]).mean(0)  # (N, L, T)
+        intent = None
+        if outs[0].intent_logits is not None:
+            probs = torch.stack([o.intent_logits.softmax(-1) for o in outs]).mean(0)  # (N, K)
+            intent = torch.log(probs.clamp_min(1e-12))
+        return TaggerOutput(emissions, intent)
+
+    loss = SlotTagger.loss
+    decode = SlotTagger.decode
+
+
+def _penalty(crf: LinearChainCRF, name: str) -> Tensor:
+    if name == "transitions":
+        return crf.transition_penalty
+    if name == "start":
+        return crf.start_penalty
+    return torch.zeros_like(crf.end)
