@@ -87,6 +87,9 @@ class MemN2N(nn.Module):
         init_std: standard deviation of the Gaussian initialisation (0.1).
         pad_id: the id whose embedding is kept at zero.
 
+    Implementation: a sentence's encoding is computed as two weighted bag sums
+    over its real words (:meth:`bags`), the whole batch at once.
+
     Departures from the paper: padded memory slots are masked out of the
     attention (the paper's code fills them with empty sentences that still get
     a temporal vector); a temporal index beyond ``memory_size`` (possible only

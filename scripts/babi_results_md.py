@@ -1,0 +1,115 @@
+"""Write results/babi.md from results/babi.json (and attention examples from a run).
+
+    python scripts/babi_results_md.py --explain-run runs/babi/en/seed0 --task 2 --task 16
+
+The notes section is kept from ``--notes FILE`` (Markdown) when given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from memnets.data.babi import TASK_NAMES
+
+TARGETS = {
+    "en": "mean test error <= 12.4% with <= 10 failed tasks (goal <= 11%)",
+    "en-10k": "mean test error <= 4.2% on the tasks present (the paper's best 10k result)",
+}
+TITLES = {"en": "1k (en), 20 tasks jointly", "en-10k": "10k (en-10k), tasks jointly"}
+
+
+def section(key: str, s: dict) -> str:
+    out = [f"## {TITLES.get(key, key)}", ""]
+    cfg = s["config"]
+    m, o, sch, tr = cfg["model"], cfg["optimizer"], cfg["schedule"], cfg["trainer"]
+    ls = (f"for {m['ls_epochs']} epochs" if m["ls_epochs"]
+          else "until the dev loss stops falling")
+    out += [
+        f"Command: `python {s['command']}` (git {s['git_commit']}).",
+        "",
+        f"Model: MemN2N, {m['hops']} hops, {m['encoding'].upper()}, temporal "
+        f"{'with' if m['temporal'] else 'without'} random noise {m['random_noise']}, "
+        f"{m['tying']} tying, d = {m['embed_dim']}, linear start "
+        f"{ls}"
+        f" (lr x {m['ls_lr_scale']}); SGD lr {o['lr']}, clip {o['grad_clip']}, batch "
+        f"{cfg['data']['batch_size']}, loss summed over the batch, {tr['max_epochs']} epochs, lr x "
+        f"{sch['gamma']} at epoch {sch['start_epoch']} and every {sch['step_size']} after.",
+        "",
+        f"Repeats: {s['repeats']} (seeds {', '.join(str(r['seed']) for r in s['runs'])}); kept: "
+        f"seed {s['selected_seed']}, the lowest dev (10% of train) mean task error.",
+        "",
+        "| seed | dev mean error % | test mean error % | wall s |",
+        "|---:|---:|---:|---:|",
+    ]
+    for r in s["runs"]:
+        out.append(f"| {r['seed']} | {r['dev_mean_task_error']:.2f} | "
+                   f"{r['test_mean_task_error']:.2f} | {r['wall_seconds']:.0f} |")
+    paper = {int(k): v for k, v in s.get("paper_per_task_error", {}).items()}
+    out += ["", "| task | ours: test error % | paper: test error % |", "|---|---:|---:|"]
+    for t in range(1, 21):
+        ours = s["per_task_error"].get(str(t))
+        ours_s = "not run (train file missing)" if ours is None else f"{ours:.1f}"
+        fail = " (failed)" if ours is not None and ours > 5 else ""
+        theirs = f"{paper[t]:.1f}" if t in paper else "-"
+        out.append(f"| {t}: {TASK_NAMES[t]} | {ours_s}{fail} | {theirs} |")
+    n = s["tasks_present"]
+    paper_mean = (f"{sum(paper.values()) / len(paper):.1f}" if len(paper) == 20 else "4.2"
+                  if key == "en-10k" else "-")
+    out += [
+        f"| **mean over {n} tasks** | **{s['mean_error']:.2f}** | {paper_mean} |",
+        f"| failed tasks (> 5%) | {s['failed_tasks']} | |",
+        "",
+        f"Target: {TARGETS.get(key, '-')}.",
+        "",
+        f"Wall time of the reproduction: {s['wall_seconds']:.0f} s ({s['wall_seconds'] / 60:.1f} "
+        f"min) for {s['repeats']} run(s), on {s['machine']}, 1 thread "
+        "(OMP_NUM_THREADS=1), 2 cores shared with other jobs.",
+        "",
+    ]
+    if s.get("missing_tasks"):
+        out += [f"Tasks not covered: {s['missing_tasks']} (the project's copy of en-10k lacks "
+                "task 3's train file); the mean is over the tasks present.", ""]
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--results", default="results/babi.json")
+    p.add_argument("--out", default="results/babi.md")
+    p.add_argument("--explain-run")
+    p.add_argument("--task", type=int, action="append", default=[])
+    p.add_argument("--notes", help="a Markdown file appended as the notes section")
+    args = p.parse_args(argv)
+    data = json.loads(Path(args.results).read_text())
+    parts = ["# bAbI: end-to-end memory networks (Sukhbaatar et al. 2015)", "",
+             "Test error (%) per task; a task fails above 5%. Produced by "
+             "`scripts/babi_reproduce.py` (training) and `scripts/babi_results_md.py` "
+             "(this page); machine: 2 CPU cores, no GPU.", ""]
+    for key in ("en", "en-10k"):
+        if key in data:
+            parts.append(section(key, data[key]))
+    if args.explain_run and args.task:
+        cmd = [sys.executable, str(Path(__file__).with_name("babi_explain.py")),
+               args.explain_run, "--out", str(Path(args.out).parent)]
+        for t in args.task:
+            cmd += ["--task", str(t)]
+        text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        parts += ["## Which sentence each hop reads", "",
+                  f"`python scripts/babi_explain.py {args.explain_run} "
+                  + " ".join(f"--task {t}" for t in args.task)
+                  + "`: the first test question of each task; `*` marks the supporting "
+                  "facts, `<` each hop's largest weight.", "", "```", text.rstrip(), "```", ""]
+        parts += [f"![task {t}](babi_attention_task{t}.png)" for t in args.task] + [""]
+    if args.notes:
+        parts += [Path(args.notes).read_text()]
+    Path(args.out).write_text("\n".join(parts).rstrip() + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
