@@ -311,10 +311,10 @@ class Trainer:
                         row["grad_norm"] = grad_norm
                     logger.log(row)
                     if bar is not None:
-                        main = metrics.get(task.main_metric, float(loss))
+                        main = metrics.get(task.main_metric, float(loss.detach()))
                         bar.set_description_str(
-                            f"ep {prog.epoch + 1} {task.main_metric} {main:.4g} "
-                            f"{rate:,.0f} {task.size_unit}/s")
+                            f"ep {prog.epoch + 1} loss {float(loss.detach()):.4g} "
+                            f"{task.main_metric} {main:.4g} {rate:,.0f} {task.size_unit}/s")
                     window, window_size, window_t = {}, 0, now
                 stop_early = False
                 if tc.eval_every is not None and prog.step % tc.eval_every == 0:
