@@ -81,6 +81,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--bptt", type=int, default=20)
     ap.add_argument("--init", type=float, default=0.1)
+    ap.add_argument("--loss", default="sequence", choices=("sequence", "token"),
+                    help="minimise the loss summed over the unrolled steps, or per token")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many updates")
     ap.add_argument("--valid-every", type=int, default=0,
                     help="also measure valid perplexity every this many updates")
@@ -117,7 +119,8 @@ def main(argv=None) -> int:
             state = model.detach_state(state)
             loss, state = model.loss(x, y, state)
             opt.zero_grad()
-            (loss * x.shape[1]).backward()  # summed over steps, mean over the batch
+            # "sequence": summed over the steps, mean over the batch (Zaremba et al.)
+            (loss * x.shape[1] if args.loss == "sequence" else loss).backward()
             if args.clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
             opt.step()
@@ -133,7 +136,7 @@ def main(argv=None) -> int:
             if step % args.log_every == 0:
                 log["curve"].append({"step": step, "train_loss": win_loss / win_n})
                 print(f"epoch {epoch} step {step} ({step / steps_per_epoch:.2f} ep) "
-                      f"train ppl {math.exp(win_loss / win_n):.1f} "
+                      f"train ppl {perplexity(win_loss / win_n):.1f} "
                       f"{time.time() - te:.0f}s", flush=True)
                 win_loss, win_n = 0.0, 0
             if args.valid_every and step % args.valid_every == 0:

@@ -54,6 +54,8 @@ class LMDataConfig(DataConfig):
             holding ``ptb.{train,valid,test}.txt``; default ``ptb``.
         split: (characters) fractions of the text for train / dev / test,
             taken in order.
+        level: (Penn Treebank) ``word``, or ``char`` for its characters with
+            ``_`` between words (:func:`memnets.data.ptb.read_chars`).
         download: fetch the default dataset from its public address (sha256
             checked) when its files are missing.
     """
@@ -62,6 +64,7 @@ class LMDataConfig(DataConfig):
     bptt: int = 35
     path: str | None = None
     split: list[float] = field(default_factory=lambda: list(DEFAULT_SPLIT))
+    level: Literal["word", "char"] = "word"
     download: bool = True
 
     def validate(self) -> None:
@@ -243,15 +246,23 @@ class WordLanguageModelTask(_LMTask):
                                     "data.download: true to fetch it, or data.path")
                 download(PTB_URL.format(split=split), f, sha256=PTB_SHA256[split], quiet=False)
         try:
-            return load_ptb(folder, vocab=vocab)
+            return load_ptb(folder, vocab=vocab, level=self.config.level)
         except (FileNotFoundError, ValueError) as e:
             raise DataError(str(e)) from None
 
     def _encode_prime(self, prime: str) -> list[int]:
-        words = prime.split()
-        return self.vocab.encode(words) if words else [self.vocab["<eos>"]]
+        if self.config.level == "char":
+            tokens = list(prime.replace(" ", "_"))
+            missing = sorted(set(tokens) - set(self.vocab.stoi))
+            if missing:
+                raise ValueError(f"expected characters of the training text, got {missing!r}")
+        else:
+            tokens = prime.split()
+        return self.vocab.encode(tokens) if tokens else [self.vocab["<eos>"]]
 
     def _join(self, tokens, continuation=False):
+        if self.config.level == "char":
+            return "".join("\n" if t == "<eos>" else " " if t == "_" else t for t in tokens)
         text = " ".join(t if t != "<eos>" else "\n" for t in tokens).replace(" \n ", "\n")
         return (" " + text) if continuation and text else text
 

@@ -52,7 +52,7 @@ class SSTDataConfig(DataConfig):
         download: fetch missing SST files from their public addresses (sha256 checked).
     """
 
-    batch_size: int = 64
+    batch_size: int = 100
     classes: Literal[2, 5] = 2
     phrases: bool = False
     path: str = "sst"
@@ -65,8 +65,8 @@ class SSTDataConfig(DataConfig):
 class SSTModelConfig(ModelConfig):
     """The ``model`` section: see :class:`~memnets.models.classifier.SequenceClassifier`."""
 
-    embedding_size: int = 300
-    hidden_size: int = 168
+    embedding_size: int = 200
+    hidden_size: int = 100
     bidirectional: bool = False
     pooling: Literal["last", "mean", "max", "attention"] = "max"
     embedding_dropout: float = 0.5

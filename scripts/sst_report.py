@@ -1,0 +1,53 @@
+"""Write ``results/sst.json`` from the logs of ``scripts/sst_train.py``.
+
+For each of SST-2 and SST-5 the headline ``test_accuracy`` is that of the run
+with the best dev accuracy (model selection on dev only); every run is listed
+under ``runs``.
+
+Usage::
+
+    python scripts/sst_report.py --runs runs/sst --out results/sst.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", default="runs/sst")
+    ap.add_argument("--out", default="results/sst.json")
+    args = ap.parse_args(argv)
+    out: dict = {}
+    for classes, key in ((2, "sst2"), (5, "sst5")):
+        runs = {}
+        for f in sorted(Path(args.runs).glob(f"sst{classes}_*.json")):
+            log = json.loads(f.read_text())
+            a = log["args"]
+            runs[f.stem] = {
+                "model": ("BiLSTM" if a["bidirectional"] else "LSTM") + f" ({a['pooling']} pool)",
+                "training": "phrases" if a["phrases"] else "sentences",
+                "dev_accuracy": round(log["dev_accuracy"], 2),
+                "test_accuracy": round(log["test_accuracy"], 2),
+                "epochs": a["epochs"], "train_examples": log["train_examples"],
+                "wall_seconds": round(log["wall_seconds"], 1), "command": log["command"],
+                "git_commit": log["git_commit"], "machine": log["machine"],
+            }
+        if not runs:
+            continue
+        best = max(runs, key=lambda k: runs[k]["dev_accuracy"])
+        out[key] = {"test_accuracy": runs[best]["test_accuracy"],
+                    "dev_accuracy": runs[best]["dev_accuracy"], "selected_run": best,
+                    "pretrained_vectors": None, "runs": runs}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1))
+    print(json.dumps({k: {kk: v[kk] for kk in ("test_accuracy", "selected_run")}
+                      for k, v in out.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
