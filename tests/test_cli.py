@@ -111,6 +111,16 @@ def test_compare_writes_table_and_plot(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| lstm |" in out and "| elman |" in out
     assert (tmp_path / "curves.png").is_file() and (tmp_path / "compare.md").is_file()
+    assert main(["report", str(tmp_path / "lstm"), str(tmp_path / "elman"),
+                 "--out", str(tmp_path / "res" / "adding")]) == 0
+    table = capsys.readouterr().out
+    assert "| lstm | lstm |" in table and "| elman | elman |" in table
+    report = json.loads((tmp_path / "res" / "adding.json").read_text())
+    assert [r["cell"] for r in report["runs"]] == ["lstm", "elman"]
+    assert report["runs"][0]["mse"] == json.loads(
+        (tmp_path / "lstm" / "results.json").read_text())["test"]["mse"]
+    assert (tmp_path / "res" / "adding.png").is_file()
+    assert main(["report", str(tmp_path)]) == 2  # not a run directory
 
 
 def test_python_dash_m_entry_point():
