@@ -8,6 +8,10 @@ forward (inference, no autograd graph) and forward+backward, for
 * ``dropin``  memnets.LSTM / memnets.GRU (dispatches to torch's fused kernel),
 * ``generic`` memnets.Recurrent over memnets.LSTMCell / GRUCell (the path every
   other cell takes),
+* ``torch_native`` torch.nn with oneDNN disabled: torch's own recurrence over
+  the same BLAS matrix products the generic path uses.  On CPUs where torch.nn
+  runs LSTM through oneDNN's fused RNN primitive, this row separates the cost
+  of the recurrence machinery from the speed of the matrix-product library.
 
 each as a ratio to torch.nn in the same run.  Implementations are timed in
 turn inside each repeat (interleaved), and the median over repeats is kept,
@@ -54,22 +58,19 @@ def machine() -> str:
     return f"{cpu}, {torch.get_num_threads()} threads, {platform.system()}"
 
 
-def make_step(module, x: torch.Tensor, pass_: str):
+def make_step(module, x: torch.Tensor, pass_: str, onednn: bool = True):
     """A callable running one forward (no autograd) or forward+backward pass."""
-    if pass_ == "forward":
+    params = [p for p in module.parameters() if p.requires_grad]
 
-        def step():
-            with torch.no_grad():
-                module(x)
-
-    else:
-        params = [p for p in module.parameters() if p.requires_grad]
-
-        def step():
+    def step():
+        with torch.backends.mkldnn.flags(enabled=onednn):
+            if pass_ == "forward":
+                with torch.no_grad():
+                    module(x)
+                return
             for p in params:
                 p.grad = None
-            out = module(x)[0]
-            out.sum().backward()
+            module(x)[0].sum().backward()
 
     return step
 
@@ -104,13 +105,14 @@ def main_table(repeats: int) -> list[dict]:
             }
             for pass_ in ("forward", "forward_backward"):
                 steps = {name: make_step(m, x, pass_) for name, m in impls.items()}
+                steps["torch_native"] = make_step(impls["torch"], x, pass_, onednn=False)
                 seconds = time_interleaved(steps, repeats)
                 for impl, s in seconds.items():
                     rows.append({
                         "cell": cell, "size": size, "pass": pass_, "impl": impl,
                         "seconds": round(s, 6), "ratio_to_torch": round(s / seconds["torch"], 3),
                     })
-                    print(f"{cell:5s} {size:5s} {pass_:16s} {impl:8s} {s * 1000:9.2f} ms "
+                    print(f"{cell:5s} {size:5s} {pass_:16s} {impl:12s} {s * 1000:9.2f} ms "
                           f"{s / seconds['torch']:6.2f}x", flush=True)
     return rows
 
