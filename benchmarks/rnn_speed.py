@@ -31,6 +31,7 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
@@ -56,6 +57,15 @@ def machine() -> str:
     except OSError:
         pass
     return f"{cpu}, {torch.get_num_threads()} threads, {platform.system()}"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, cwd=Path(__file__).parent, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def make_step(module, x: torch.Tensor, pass_: str, onednn: bool = True):
@@ -157,7 +167,7 @@ def main() -> None:
     parser.add_argument("--zoo-repeats", type=int, default=3)
     args = parser.parse_args()
     start = time.perf_counter()
-    header = {"machine": machine(), "torch": torch.__version__,
+    header = {"machine": machine(), "torch": torch.__version__, "commit": git_commit(),
               "command": "python benchmarks/rnn_speed.py" + (" --zoo" if args.zoo else "")}
     rows = main_table(args.repeats)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
