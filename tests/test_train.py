@@ -330,6 +330,7 @@ def test_stateful_task_gets_detached_state_carried_across_batches(tmp_path):
     assert math.isfinite(results["dev"]["loss"])
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_match_one_process(tmp_path):
     """torchrun with 2 CPU processes (gloo) and global batch 8 gives the weights of one
     process with batch 8."""
