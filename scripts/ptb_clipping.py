@@ -70,12 +70,14 @@ def main(argv=None) -> int:
         bpc = [c["train_loss"] / math.log(2) if math.isfinite(c["train_loss"]) else math.inf
                for c in log["curve"]]
         shown = [min(b, TOP - 0.1) for b in bpc]  # off-scale values drawn at the top
-        line, = ax.plot(steps, shown, label=name)
         valid = log.get("valid_perplexity")
+        vbpc = math.log2(valid) if valid and math.isfinite(valid) else math.inf
+        label = f"{name}: valid {vbpc:.2f} bpc" + (" (off scale)" if vbpc > TOP else "")
+        line, = ax.plot(steps, shown, label=label)
         summary[name] = {
             "diverged": log["diverged"], "steps": log["steps"],
             "final_train_bpc": bpc[-1] if bpc and math.isfinite(bpc[-1]) else None,
-            "valid_bpc": math.log2(valid) if valid and math.isfinite(valid) else None,
+            "valid_bpc": vbpc if math.isfinite(vbpc) else None,
             "wall_seconds": log["wall_seconds"], "command": log["command"],
         }
         if log["diverged"]:
