@@ -29,12 +29,10 @@ def _stack(name, seed=0):
 
 
 def _as_layer(module, reverse=False):
-    """A cell (or a stack built as a cell) runs in Recurrent; a stack layer runs as is."""
-    if isinstance(module, memnets.RecurrentCell):
-        return memnets.Recurrent(module, reverse=reverse)
-    if reverse:
-        pytest.skip("this stack is built as a whole layer; it has no reverse option")
-    return module
+    """A cell runs in Recurrent; a stack comes as Recurrent over a cell holding every layer."""
+    if isinstance(module, memnets.Recurrent):
+        module = module.cell
+    return memnets.Recurrent(module, reverse=reverse)
 
 
 def _designs():
