@@ -33,6 +33,8 @@ def main(argv=None) -> int:
                 "dev_accuracy": round(log["dev_accuracy"], 2),
                 "test_accuracy": round(log["test_accuracy"], 2),
                 "epochs": a["epochs"], "train_examples": log["train_examples"],
+                "embedding": a["embedding"], "hidden": a["hidden"], "batch": a["batch"],
+                "lr": a["lr"], "embedding_lr": a["embedding_lr"] or a["lr"],
                 "wall_seconds": round(log["wall_seconds"], 1), "command": log["command"],
                 "git_commit": log["git_commit"], "machine": log["machine"],
             }
