@@ -48,6 +48,14 @@ def main(argv=None) -> int:
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(json.dumps({k: {kk: v[kk] for kk in ("test_accuracy", "selected_run")}
                       for k, v in out.items()}))
+    print("\n| data | run | model | training | epochs | dev acc | test acc | wall s |")
+    print("|---|---|---|---|---:|---:|---:|---:|")
+    for key, entry in out.items():
+        for name, r in entry["runs"].items():
+            mark = "**" if name == entry["selected_run"] else ""
+            print(f"| {key.upper()} | {name} | {r['model']} | {r['training']} | {r['epochs']} "
+                  f"| {r['dev_accuracy']:.2f} | {mark}{r['test_accuracy']:.2f}{mark} "
+                  f"| {r['wall_seconds']:.0f} |")
     return 0
 
 
