@@ -35,7 +35,7 @@ def main(argv=None) -> int:
             logits, att = model(batch.story, batch.story_lengths, batch.question,
                                 return_attention=True)
         answer = task.vocab.itos[int(logits[0].argmax())]
-        attention = att[0, :, : len(ex.story)]
+        attention = att[0]  # (K, M): sentences, then the empty memories if any
         question = " ".join(ex.question) + "?"
         print(f"task {t} ({Path(ex.source).name}): predicted {answer!r}, true {ex.answer_label!r}")
         print(attention_table(list(ex.story), attention, question=question,

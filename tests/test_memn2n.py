@@ -15,6 +15,9 @@ def naive_memn2n(model: MemN2N, story, question, linear=False):
     Returns (logits list of V floats, attention list of K lists).
     """
     d, K, n = model.embed_dim, model.hops, len(story)
+    # with empty_memories, the slots past the story are empty sentences that are older
+    # than every real one (age = slot) and take part in the attention
+    slots = model.memory_size if model.empty_memories else n
 
     def vec(w, i):
         return [float(w[i, k]) for k in range(d)]
@@ -41,8 +44,9 @@ def naive_memn2n(model: MemN2N, story, question, linear=False):
     atts = []
     for k in range(K):
         m, c = [], []
-        for i, sent in enumerate(story):
-            age = n - 1 - i  # x_1 is the most recent sentence
+        for i in range(slots):
+            sent = story[i] if i < n else []
+            age = n - 1 - i if i < n else i  # x_1 is the most recent sentence
             mi, ci = enc(A[k], sent), enc(C[k], sent)
             if T is not None:
                 mi = [a + b for a, b in zip(mi, vec(TA[k], age))]
@@ -56,7 +60,7 @@ def naive_memn2n(model: MemN2N, story, question, linear=False):
             z = max(s)
             e = [math.exp(x - z) for x in s]
             p = [x / sum(e) for x in e]
-        o = [sum(p[i] * c[i][kk] for i in range(n)) for kk in range(d)]
+        o = [sum(p[i] * c[i][kk] for i in range(slots)) for kk in range(d)]
         if adj:
             u = [a + b for a, b in zip(u, o)]
         else:
@@ -98,11 +102,14 @@ def pad(examples):
 @pytest.mark.parametrize("tying", ["adjacent", "layerwise"])
 @pytest.mark.parametrize("temporal", [True, False])
 @pytest.mark.parametrize("linear", [False, True])
-def test_batched_forward_matches_naive_loop(encoding, tying, temporal, linear):
+@pytest.mark.parametrize("empty", [False, True])
+def test_batched_forward_matches_naive_loop(encoding, tying, temporal, linear, empty):
+    if empty and not temporal:
+        pytest.skip("empty memories without temporal encoding are all-zero slots")
     torch.manual_seed(0)
     V = 13
     model = MemN2N(V, embed_dim=6, hops=3, memory_size=8, encoding=encoding,
-                   temporal=temporal, tying=tying).double()
+                   temporal=temporal, tying=tying, empty_memories=empty).double()
     model.linear = linear
     model.eval()
     examples = random_examples(torch.Generator().manual_seed(1), 5, V)
@@ -112,9 +119,9 @@ def test_batched_forward_matches_naive_loop(encoding, tying, temporal, linear):
         ref_logits, ref_att = naive_memn2n(model, s, q, linear=linear)
         torch.testing.assert_close(logits[b], torch.tensor(ref_logits, dtype=torch.float64))
         for k in range(3):
-            torch.testing.assert_close(att[b, k, : len(s)],
+            torch.testing.assert_close(att[b, k, : len(ref_att[k])],
                                        torch.tensor(ref_att[k], dtype=torch.float64))
-            assert torch.all(att[b, k, len(s):] == 0)
+            assert torch.all(att[b, k, len(ref_att[k]):] == 0)
 
 
 def test_padding_memories_and_words_do_not_change_the_answer():
@@ -169,13 +176,14 @@ def test_random_noise_shifts_older_memories_only_in_training():
     lengths = torch.tensor([6, 3])
     model.eval()
     base = model.time_index(lengths, 6)
-    assert base.tolist() == [[5, 4, 3, 2, 1, 0], [2, 1, 0, 0, 0, 0]]
+    assert base.tolist() == [[5, 4, 3, 2, 1, 0], [2, 1, 0, 3, 4, 5]]  # empty slots: older
     model.train()
     torch.manual_seed(0)
     noisy = model.time_index(lengths, 6)
     # most recent sentence keeps index >= 0, order stays strictly decreasing for valid slots
     assert torch.all(noisy >= base)
     assert torch.all(noisy[0, :-1] > noisy[0, 1:])
+    assert noisy[1, 3:].tolist() == [3, 4, 5]  # empty slots are not shifted
     assert not torch.equal(noisy, base)
 
 

@@ -99,7 +99,7 @@ class MemN2N(nn.Module):
     def __init__(self, vocab_size: int, embed_dim: int = 20, hops: int = 3, *,
                  memory_size: int = 50, encoding: str = "pe", temporal: bool = True,
                  tying: str = "adjacent", random_noise: float = 0.0, init_std: float = 0.1,
-                 pad_id: int = 0):
+                 empty_memories: bool = False, pad_id: int = 0):
         super().__init__()
         if encoding not in ENCODINGS:
             raise ValueError(f"expected encoding in {ENCODINGS}, got {encoding!r}")
@@ -112,7 +112,7 @@ class MemN2N(nn.Module):
         self.vocab_size, self.embed_dim, self.hops = vocab_size, embed_dim, hops
         self.memory_size, self.encoding, self.temporal = memory_size, encoding, temporal
         self.tying, self.random_noise, self.pad_id = tying, random_noise, pad_id
-        self.init_std = init_std
+        self.init_std, self.empty_memories = init_std, empty_memories
         # linear start is part of the model's state, so a checkpoint resumes in the right mode
         self.register_buffer("linear_mode", torch.tensor(False))
         V, d = vocab_size, embed_dim
@@ -219,7 +219,8 @@ class MemN2N(nn.Module):
         """
         slot = torch.arange(M, device=story_lengths.device).unsqueeze(0)  # (1, M)
         valid = slot < story_lengths.unsqueeze(1)  # (B, M)
-        index = (story_lengths.unsqueeze(1) - 1 - slot).clamp(min=0)  # (B, M)
+        index = (story_lengths.unsqueeze(1) - 1 - slot)  # (B, M)
+        index = torch.where(valid, index, slot)  # empty slots: older than every sentence
         if self.training and self.random_noise > 0:
             gaps = (torch.rand(valid.shape, device=valid.device) < self.random_noise) & valid
             # empties after slot i and before the question: a reverse cumulative sum
@@ -239,7 +240,12 @@ class MemN2N(nn.Module):
                 f"expected story_lengths of shape ({B},), got {tuple(story_lengths.shape)}")
         if M > self.memory_size and self.temporal:
             raise ValueError(f"expected at most memory_size={self.memory_size} memories, got {M}")
+        if self.empty_memories and M < self.memory_size:
+            story = F.pad(story, (0, 0, 0, self.memory_size - M))  # (B, memory_size, J)
+            M = self.memory_size
         valid = torch.arange(M, device=story.device).unsqueeze(0) < story_lengths.unsqueeze(1)
+        if self.empty_memories:
+            valid = torch.ones_like(valid)  # empty slots can be attended to
         story_bags = self.bags(story)  # sentences of (B, M)
         question_bags = self.bags(question)  # questions of (B,)
         tidx = self.time_index(story_lengths, M) if self.temporal else None  # (B, M)

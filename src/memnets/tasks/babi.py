@@ -106,6 +106,7 @@ class BabiModelConfig(ModelConfig):
     ls_patience: int = 1
     ls_epochs: int | None = None
     init_std: float = 0.1
+    empty_memories: bool = False
     batch_loss: Literal["sum", "mean"] = "sum"
 
 
@@ -201,7 +202,8 @@ class BabiTask(Task):
                             dropout=config.dropout, cell_options=config.cell_options)
         model = MemN2N(V, config.embed_dim, config.hops, memory_size=self.config.memory_size,
                        encoding=config.encoding, temporal=config.temporal, tying=config.tying,
-                       random_noise=config.random_noise, init_std=config.init_std)
+                       random_noise=config.random_noise, init_std=config.init_std,
+                       empty_memories=config.empty_memories)
         model.linear = config.linear_start
         model.ls_lr_scale = config.ls_lr_scale
         self._ls_best, self._ls_wait, self._ls_evals = math.inf, 0, 0
@@ -365,7 +367,7 @@ def answer_question(model: nn.Module, vocab: Vocab, sentences: list[str], questi
     if isinstance(model, MemN2N):
         logits, att = model(story.to(device), lengths.to(device), q.to(device),
                             return_attention=True)
-        attention = att[0, :, : len(story_ids)].cpu()
+        attention = att[0].cpu()  # (K, M): the story's sentences, then any empty memories
     else:
         logits, attention = model(story.to(device), lengths.to(device), q.to(device)), None
     probs = logits[0].softmax(-1)
@@ -378,11 +380,16 @@ def attention_table(story: list, attention: Tensor, *, question: str = "",
                     supporting: tuple[int, ...] = ()) -> str:
     """A text table: one row per sentence, one column per hop's weight.
 
-    Rows whose largest weight is the hop's maximum are marked; supporting facts
-    (if given) are starred.
+    ``attention`` is ``(K, M)``; columns past the story (the model's empty
+    memories) are summed into one last row.  Each hop's largest weight is
+    marked ``<``; supporting facts (if given) are starred.
     """
     K = attention.shape[0]
     sents = [" ".join(s) if not isinstance(s, str) else s for s in story]
+    if attention.shape[1] > len(sents):
+        attention = torch.cat([attention[:, : len(sents)],
+                               attention[:, len(sents):].sum(1, keepdim=True)], 1)
+        sents = sents + ["(empty memories)"]
     width = max([len(s) for s in sents] + [8])
     head = f"{'':2}{'sentence':<{width}}" + "".join(f"  hop {k + 1:<2}" for k in range(K))
     lines = ([f"question: {question}"] if question else []) + [head, "-" * len(head)]
@@ -404,6 +411,10 @@ def attention_heatmap(story: list, attention: Tensor, path: str | Path, *, title
     import matplotlib.pyplot as plt
 
     sents = [" ".join(s) if not isinstance(s, str) else s for s in story]
+    if attention.shape[1] > len(sents):  # the model's empty memories, summed
+        attention = torch.cat([attention[:, : len(sents)],
+                               attention[:, len(sents):].sum(1, keepdim=True)], 1)
+        sents = sents + ["(empty memories)"]
     sents = [("* " if i in supporting else "") + s for i, s in enumerate(sents)]
     K, M = attention.shape
     fig, ax = plt.subplots(figsize=(3 + 0.9 * K + 0.09 * max(len(s) for s in sents),
