@@ -85,15 +85,20 @@ class MemN2N(nn.Module):
         tying: ``"adjacent"`` or ``"layerwise"``.
         random_noise: fraction of empty memories inserted in training (0 = off).
         init_std: standard deviation of the Gaussian initialisation (0.1).
+        empty_memories: the memory always has ``memory_size`` slots; those past
+            the story are empty sentences (only their temporal vector, index =
+            slot, older than every sentence) that the attention may choose, as in
+            the paper's fixed-size memory.  Off: padded slots are masked out.
         pad_id: the id whose embedding is kept at zero.
 
     Implementation: a sentence's encoding is computed as two weighted bag sums
     over its real words (:meth:`bags`), the whole batch at once.
 
-    Departures from the paper: padded memory slots are masked out of the
-    attention (the paper's code fills them with empty sentences that still get
-    a temporal vector); a temporal index beyond ``memory_size`` (possible only
-    with random noise) is clamped to the last row.
+    Departures from the paper: without ``empty_memories``, padded memory slots
+    are masked out of the attention; random noise shifts the temporal indices
+    as inserted empty memories would, but does not add them as slots of their
+    own; a temporal index beyond ``memory_size`` (possible only with random
+    noise) is clamped to the last row.
     """
 
     def __init__(self, vocab_size: int, embed_dim: int = 20, hops: int = 3, *,
