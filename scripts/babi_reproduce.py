@@ -28,7 +28,7 @@ from pathlib import Path
 from memnets.config import load_config
 from memnets.data.babi import TASK_NAMES
 from memnets.tasks.babi import FAIL_THRESHOLD
-from memnets.train import train
+from memnets.train import load_run, train
 
 # Sukhbaatar et al. 2015, 1k joint PE LS RN 3 hops, test error % per task (the
 # published per-task errors whose mean is 12.4%).  The paper's 10k per-task
@@ -48,6 +48,19 @@ def git_commit() -> str:
         return "unknown"
 
 
+def evaluate_stopped(run_dir: Path) -> dict:
+    """Dev and test metrics of the best checkpoint of a run that was stopped early."""
+    config, task, model = load_run(run_dir, check_data=True)
+    bs = config.data.eval_batch_size or config.data.batch_size
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+    epochs = max((r.get("epoch", 0) for r in rows), default=0)
+    print(f"{run_dir}: stopped after {epochs} epochs; evaluating its best checkpoint")
+    return {"dev": task.evaluate(model, "dev", batch_size=bs),
+            "test": task.evaluate(model, "test", batch_size=bs),
+            "wall_seconds": max((r.get("time", 0.0) for r in rows), default=0.0),
+            "stopped_after_epochs": epochs}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("recipe")
@@ -57,6 +70,8 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--runs", default="runs/babi", help="folder of the runs")
     p.add_argument("--results", default="results/babi.json")
+    p.add_argument("--stopped", action="store_true",
+                   help="a run stopped before its end: evaluate its best checkpoint so far")
     p.add_argument("--retrain", action="store_true",
                    help="train again even when a seed's run has finished (default: reuse it)")
     args = p.parse_args(argv)
@@ -72,6 +87,9 @@ def main(argv=None) -> int:
         if done.is_file() and not args.retrain:  # finished earlier: reuse it
             res = json.loads(done.read_text())
             t0 -= res.get("wall_seconds", 0.0) + res.get("eval_seconds", 0.0)
+        elif args.stopped and (run_dir / "checkpoints").is_dir():
+            res = evaluate_stopped(run_dir)
+            t0 -= res["wall_seconds"]
         else:
             res = train(config, run_dir, quiet=True)
         runs.append({"seed": seed, "run_dir": str(run_dir), "wall_seconds": time.time() - t0,
