@@ -419,3 +419,18 @@ def test_early_stopping_and_plateau_decay(tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     lrs = [r["lr"] for r in rows if r["split"] == "train"]
     assert lrs == pytest.approx([1e-9] * 4 + [5e-10] * 2 + [2.5e-10] * 2)
+
+
+def test_sharded_batches_union_is_the_single_process_batch():
+    from memnets.tasks import ShardedBatches
+
+    one = list(ShardedBatches(17, 8, shuffle=True, seed=3, epoch=2))
+    assert [len(b) for b in one] == [8, 8, 1] and sorted(sum(one, [])) == list(range(17))
+    two = [list(ShardedBatches(17, 8, shuffle=True, seed=3, epoch=2, rank=r, world_size=2))
+           for r in range(2)]
+    assert len(two[0]) == len(two[1]) == 2  # the 1-element last batch cannot be shared: dropped
+    for b in range(2):
+        assert sorted(two[0][b] + two[1][b]) == sorted(one[b])
+    assert list(ShardedBatches(17, 8, shuffle=True, seed=3, epoch=2, start=1)) == one[1:]
+    three = [list(ShardedBatches(18, 8, rank=r, world_size=2)) for r in range(2)]
+    assert [len(x) for x in three] == [3, 3] and three[0][2] == [16] and three[1][2] == [17]

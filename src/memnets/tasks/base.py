@@ -249,9 +249,10 @@ class ShardedBatches:
     drawn from ``torch.Generator().manual_seed(seed + epoch)`` (as
     ``torch.utils.data.DistributedSampler`` does); process ``r`` of ``W`` takes
     the elements ``r, r+W, ...`` of each global batch, so the union over
-    processes is exactly the single-process batch.  A process whose share of
-    the last, short batch is empty yields an empty list for it only if others
-    do not; batches are never dropped.
+    processes is exactly the single-process batch.  Every process yields the
+    same number of batches (DDP needs it): with several processes, a last
+    global batch smaller than the number of processes is dropped; with one
+    process nothing is dropped.
     """
 
     def __init__(self, n: int, batch_size: int, *, shuffle: bool = False, seed: int = 0,
@@ -273,12 +274,11 @@ class ShardedBatches:
             order = list(range(self.n))
         B = self.batch_size
         for b in range(self.start, len(self)):
-            share = order[b * B:(b + 1) * B][self.rank::self.world_size]
-            if share:
-                yield share
+            yield order[b * B:(b + 1) * B][self.rank::self.world_size]
 
     def __len__(self) -> int:
-        return (self.n + self.batch_size - 1) // self.batch_size
+        full, rest = divmod(self.n, self.batch_size)
+        return full + (1 if rest >= max(self.world_size, 1) else 0)
 
 
 def to_device(batch, device):
