@@ -32,6 +32,10 @@ PUBLISHED = {
     "atis-bilstm": "95.2 slot F1 (Goo et al. 2018, slot-gated, intent attention)",
     "atis-bilstm-crf": "95.2 slot F1 (Goo et al. 2018, slot-gated, intent attention)",
     "atis-joint": "95.2 / 94.1 / 82.6 (Goo et al. 2018, slot-gated)",
+    "atis-joint-v1": "95.2 / 94.1 / 82.6 (Goo et al. 2018, slot-gated)",
+    "atis-joint-maxpool": "95.2 / 94.1 / 82.6 (Goo et al. 2018, slot-gated)",
+    "atis-joint-ensemble": "95.2 / 94.1 / 82.6 (Goo et al. 2018, slot-gated)",
+    "atis-elman-char": "94.98 slot F1 (Mesnil et al. 2015, Elman RNN, words only)",
 }
 
 
@@ -44,7 +48,8 @@ def split_name(cfg: dict) -> str:
 
 def describe(cfg: dict) -> str:
     m = cfg["model"]
-    parts = [("Bi" if m["bidirectional"] else "") + m["cell"].upper()]
+    parts = [("Bi" if m["bidirectional"] else "") + m["cell"].upper()
+             + f" {m['hidden_size']}", f"dropout {m['dropout']}"]
     if m.get("window"):
         parts.append(f"window {2 * m['window'] + 1}")
     if m.get("char_dim"):
@@ -68,6 +73,10 @@ def main() -> None:
         cfg = yaml.safe_load((run / "config.yaml").read_text())
         res = json.loads((run / "results.json").read_text())
         recipe = run.name.rsplit("-s", 1)[0]
+        if recipe.startswith("atis-joint-ensemble"):
+            recipe = "atis-joint-ensemble"
+        if recipe.startswith("atis-elman-char"):
+            recipe = "atis-elman-char"
         test, dev = res.get("test", {}), res.get("dev", {})
         rows.append({
             "name": run.name,
