@@ -33,7 +33,8 @@ def section(key: str, s: dict) -> str:
         "",
         f"Model: MemN2N, {m['hops']} hops, {m['encoding'].upper()}, temporal "
         f"{'with' if m['temporal'] else 'without'} random noise {m['random_noise']}, "
-        f"{m['tying']} tying, d = {m['embed_dim']}, linear start "
+        f"{m['tying']} tying, d = {m['embed_dim']}, "
+        f"{'empty memories' if m.get('empty_memories') else 'padded slots masked'}, linear start "
         f"{ls}"
         f" (lr x {m['ls_lr_scale']}); SGD lr {o['lr']}, clip {o['grad_clip']}, batch "
         f"{cfg['data']['batch_size']}, loss summed over the batch, {tr['max_epochs']} epochs, lr x "
