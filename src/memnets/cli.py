@@ -407,7 +407,16 @@ def main(argv: list[str] | None = None) -> int:
     from memnets.config import ConfigError
 
     try:
-        return args.fn(args)
+        code = args.fn(args)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            # Under torchrun, a process group's native threads can still be winding
+            # down while the interpreter tears down its globals, which aborts the
+            # process now and then ("terminate called without an active exception")
+            # although training finished and everything is written: leave at once.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     except KeyboardInterrupt:
         print("memnets: interrupted", file=sys.stderr)
         return 130

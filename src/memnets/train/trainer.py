@@ -370,6 +370,7 @@ class Trainer:
             self.log(f"{split} ({which} checkpoint {name}): {format_metrics(metrics)}")
         if d.is_main:
             atomic_write_text(self.run_dir / "results.json", json.dumps(results, indent=1))
+        ddp.barrier(d)  # every process leaves together (an early exit can abort the others)
         return results
 
 
