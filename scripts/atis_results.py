@@ -32,11 +32,14 @@ PUBLISHED = {
     "atis-bilstm": "95.2 slot F1 (Goo et al. 2018, slot-gated, intent attention)",
     "atis-bilstm-crf": "95.2 slot F1 (Goo et al. 2018, slot-gated, intent attention)",
     "atis-joint": "95.2 / 94.1 / 82.6 (Goo et al. 2018, slot-gated)",
-    "atis-joint-v1": "95.2 / 94.1 / 82.6 (Goo et al. 2018, slot-gated)",
-    "atis-joint-maxpool": "95.2 / 94.1 / 82.6 (Goo et al. 2018, slot-gated)",
-    "atis-joint-ensemble": "95.2 / 94.1 / 82.6 (Goo et al. 2018, slot-gated)",
     "atis-elman-char": "94.98 slot F1 (Mesnil et al. 2015, Elman RNN, words only)",
 }
+
+
+def recipe_of(run_name: str) -> str:
+    """The recipe a run directory belongs to: the longest known name it starts with."""
+    known = [r for r in PUBLISHED if run_name.startswith(r + "-")]
+    return max(known, key=len) if known else run_name.rsplit("-s", 1)[0]
 
 
 def split_name(cfg: dict) -> str:
@@ -72,11 +75,7 @@ def main() -> None:
     for run in args.runs:
         cfg = yaml.safe_load((run / "config.yaml").read_text())
         res = json.loads((run / "results.json").read_text())
-        recipe = run.name.rsplit("-s", 1)[0]
-        if recipe.startswith("atis-joint-ensemble"):
-            recipe = "atis-joint-ensemble"
-        if recipe.startswith("atis-elman-char"):
-            recipe = "atis-elman-char"
+        recipe = recipe_of(run.name)
         test, dev = res.get("test", {}), res.get("dev", {})
         rows.append({
             "name": run.name,
@@ -130,7 +129,7 @@ def main() -> None:
                   f"**{best['name']}**, test slot F1 {best['slot_f1']:.2f}, intent accuracy "
                   f"{best['intent_accuracy']:.2f}, sentence accuracy "
                   f"{best['sentence_accuracy']:.2f}."]
-    lines += ["", f"Commit {commit}; machine: {machine}."]
+    lines += ["", f"Table written at commit {commit}; machine: {machine}."]
     md = Path(args.out + ".md")
     text = md.read_text() if md.exists() else f"{BEGIN}\n{END}\n"
     if BEGIN not in text or END not in text:
