@@ -87,7 +87,7 @@ class BabiModelConfig(ModelConfig):
     ``tying``, ``random_noise``, ``linear_start``, ``ls_lr_scale``, ``ls_patience`` (dev
     evaluations without a lower dev loss before LS ends; 1 = the paper's rule),
     ``ls_epochs`` (if set, LS ends after this many epochs instead, whatever the
-    dev loss does, as the authors' released code does) and
+    dev loss does; our reading of the authors' released code, not checked here) and
     ``init_std``; ``batch_loss: sum`` (the paper's: gradients summed over the
     batch, which is what its lr 0.01 and clipping at norm 40 are sized for)
     or ``mean``; ``arch: lstm`` uses ``embed_dim``, ``cell``, ``hidden_size``,
