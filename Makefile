@@ -22,7 +22,7 @@ run: install
 	$(VENV)/bin/memnets compare adding --models lstm,elman --out runs/default
 
 lint: install
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks scripts
 
 test: lint
 	$(PY) -m pytest -q
