@@ -63,14 +63,7 @@ def plot_curves(run_dirs: list[Path], out: Path, *, metric: str | None = None,
     ax.set_xlabel("optimizer step")
     ax.set_ylabel(", ".join(dict.fromkeys(names)))
     ax.set_title(title or "learning curves (faint: training batches)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _finish(fig, ax, out)
 
 
 def plot_gradient_norms(curves: dict[str, list[float]], out: Path, *, title: str = "") -> Path:
@@ -82,6 +75,11 @@ def plot_gradient_norms(curves: dict[str, list[float]], out: Path, *, title: str
     ax.set_xlabel("time step t")
     ax.set_ylabel(r"$\|\partial L / \partial h_t\|$ (batch mean)")
     ax.set_title(title or "gradient of the loss with respect to the hidden state")
+    return _finish(fig, ax, out)
+
+
+def _finish(fig, ax, out: Path) -> Path:
+    """Grid, legend and layout shared by every plot; write the PNG and close the figure."""
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
