@@ -22,13 +22,19 @@ def naive_memn2n(model: MemN2N, story, question, linear=False):
     def vec(w, i):
         return [float(w[i, k]) for k in range(d)]
 
+    def weight_l(k, j, J):
+        if model.encoding == "pe":  # the paper, Section 4.1
+            return (1 - j / J) - (k / d) * (1 - 2 * j / J)
+        if model.encoding == "pe_centered":  # the authors' released code
+            return 1 + 4 * (k - (d + 1) / 2) * (j - (J + 1) / 2) / (d * J)
+        return 1.0
+
     def enc(weight, words):
-        J = len(words)
+        J = model.pe_width or len(words)
         out = [0.0] * d
         for j, w in enumerate(words, start=1):
             for k in range(1, d + 1):
-                l = ((1 - j / J) - (k / d) * (1 - 2 * j / J)) if model.encoding == "pe" else 1.0
-                out[k - 1] += l * float(weight[w, k - 1])
+                out[k - 1] += weight_l(k, j, J) * float(weight[w, k - 1])
         return out
 
     adj = model.tying == "adjacent"
@@ -98,18 +104,18 @@ def pad(examples):
     return story, lengths, question
 
 
-@pytest.mark.parametrize("encoding", ["bow", "pe"])
+@pytest.mark.parametrize("encoding,pe_width", [("bow", None), ("pe", None), ("pe", 6),
+                                               ("pe_centered", None), ("pe_centered", 6)])
 @pytest.mark.parametrize("tying", ["adjacent", "layerwise"])
-@pytest.mark.parametrize("temporal", [True, False])
+# empty memories need temporal encoding: without it they are all-zero slots
+@pytest.mark.parametrize("temporal,empty", [(True, False), (False, False), (True, True)])
 @pytest.mark.parametrize("linear", [False, True])
-@pytest.mark.parametrize("empty", [False, True])
-def test_batched_forward_matches_naive_loop(encoding, tying, temporal, linear, empty):
-    if empty and not temporal:
-        pytest.skip("empty memories without temporal encoding are all-zero slots")
+def test_batched_forward_matches_naive_loop(encoding, pe_width, tying, temporal, linear, empty):
     torch.manual_seed(0)
     V = 13
     model = MemN2N(V, embed_dim=6, hops=3, memory_size=8, encoding=encoding,
-                   temporal=temporal, tying=tying, empty_memories=empty).double()
+                   temporal=temporal, tying=tying, empty_memories=empty,
+                   pe_width=pe_width).double()
     model.linear = linear
     model.eval()
     examples = random_examples(torch.Generator().manual_seed(1), 5, V)
@@ -185,6 +191,27 @@ def test_random_noise_shifts_older_memories_only_in_training():
     assert torch.all(noisy[0, :-1] > noisy[0, 1:])
     assert noisy[1, 3:].tolist() == [3, 4, 5]  # empty slots are not shifted
     assert not torch.equal(noisy, base)
+
+
+def test_pe_centered_hand_computed():
+    # d = 2, J = 3: l_kj = 1 + 4 (k - 1.5)(j - 2) / 6
+    model = MemN2N(4, embed_dim=2, hops=1, encoding="pe_centered", pe_width=3,
+                   temporal=False).double()
+    with torch.no_grad():
+        model.embed[0].copy_(torch.tensor([[0, 0], [1, 1], [10, 10], [100, 100.0]]))
+    bags = model.bags(torch.tensor([[1, 2, 3]]))
+    got = model._encode(bags, model.embed[0])[0]
+    l = torch.tensor([[1 + 4 * (k - 1.5) * (j - 2) / 6 for k in (1, 2)] for j in (1, 2, 3)],
+                     dtype=torch.float64)
+    want = (l * torch.tensor([[1.0], [10.0], [100.0]], dtype=torch.float64)).sum(0)
+    torch.testing.assert_close(got, want)
+
+
+def test_pe_width_rejects_a_longer_sentence():
+    model = MemN2N(5, embed_dim=4, hops=1, encoding="pe_centered", pe_width=2)
+    with pytest.raises(ValueError, match="at most pe_width=2 words, got one of 3"):
+        model(torch.ones(1, 1, 3, dtype=torch.long), torch.tensor([1]),
+              torch.ones(1, 1, dtype=torch.long))
 
 
 def test_bad_shapes_raise_clear_errors():

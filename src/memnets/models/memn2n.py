@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ENCODINGS = ("bow", "pe")
+ENCODINGS = ("bow", "pe", "pe_centered")
 TYINGS = ("adjacent", "layerwise")
 
 
@@ -80,11 +80,22 @@ class MemN2N(nn.Module):
         embed_dim: d.
         hops: K (default 3).
         memory_size: rows of the temporal matrices; stories must not be longer.
-        encoding: ``"pe"`` (position encoding) or ``"bow"`` (bag of words).
+        encoding: ``"bow"`` (bag of words), ``"pe"`` (position encoding as the
+            paper writes it) or ``"pe_centered"``, the form of the authors'
+            released code, :math:`l_{kj} = 1 + 4 (k - (d+1)/2)(j - (J+1)/2) / (dJ)`:
+            weights centred on 1, the sign of the position term flipping at
+            the middle dimension.  With ``pe_width`` set it solves basic
+            induction (bAbI task 16) that the paper's form with per-sentence
+            :math:`J` does not learn (about 50% error, measured).
         temporal: add the temporal encodings :math:`T_A, T_C`.
         tying: ``"adjacent"`` or ``"layerwise"``.
         random_noise: fraction of empty memories inserted in training (0 = off).
         init_std: standard deviation of the Gaussian initialisation (0.1).
+        pe_width: ``None`` (default): :math:`J` in either PE is each sentence's own
+            length, as the paper writes it.  An integer: one fixed :math:`J` for
+            every sentence and question (the longest in the data), as the
+            authors' released code computes it; a word at position j is then
+            weighted the same in every sentence, whatever its length.
         empty_memories: the memory always has ``memory_size`` slots; those past
             the story are empty sentences (only their temporal vector, index =
             slot, older than every sentence) that the attention may choose, as in
@@ -104,7 +115,7 @@ class MemN2N(nn.Module):
     def __init__(self, vocab_size: int, embed_dim: int = 20, hops: int = 3, *,
                  memory_size: int = 50, encoding: str = "pe", temporal: bool = True,
                  tying: str = "adjacent", random_noise: float = 0.0, init_std: float = 0.1,
-                 empty_memories: bool = False, pad_id: int = 0):
+                 empty_memories: bool = False, pe_width: int | None = None, pad_id: int = 0):
         super().__init__()
         if encoding not in ENCODINGS:
             raise ValueError(f"expected encoding in {ENCODINGS}, got {encoding!r}")
@@ -112,12 +123,14 @@ class MemN2N(nn.Module):
             raise ValueError(f"expected tying in {TYINGS}, got {tying!r}")
         if hops < 1:
             raise ValueError(f"expected hops >= 1, got {hops}")
+        if pe_width is not None and pe_width < 1:
+            raise ValueError(f"expected pe_width None or >= 1, got {pe_width}")
         if not 0 <= random_noise < 1:
             raise ValueError(f"expected 0 <= random_noise < 1, got {random_noise}")
         self.vocab_size, self.embed_dim, self.hops = vocab_size, embed_dim, hops
         self.memory_size, self.encoding, self.temporal = memory_size, encoding, temporal
         self.tying, self.random_noise, self.pad_id = tying, random_noise, pad_id
-        self.init_std, self.empty_memories = init_std, empty_memories
+        self.init_std, self.empty_memories, self.pe_width = init_std, empty_memories, pe_width
         # linear start is part of the model's state, so a checkpoint resumes in the right mode
         self.register_buffer("linear_mode", torch.tensor(False))
         V, d = vocab_size, embed_dim
@@ -198,11 +211,25 @@ class MemN2N(nn.Module):
         counts = real.sum(-1)  # (*,)
         flat = ids[real]  # (T,) the real words, sentence by sentence
         offsets = (counts.reshape(-1).cumsum(0) - counts.reshape(-1))  # (S,)
-        if self.encoding == "pe":
+        if self.encoding != "bow" and self.pe_width is not None:
+            longest = int(counts.max()) if counts.numel() else 0
+            if longest > self.pe_width:
+                raise ValueError(f"expected sentences of at most pe_width={self.pe_width} "
+                                 f"words, got one of {longest}")
+            n = torch.full(counts.shape, float(self.pe_width), dtype=dtype,
+                           device=ids.device).unsqueeze(-1)  # (*, 1)
+        else:
             n = counts.unsqueeze(-1).clamp(min=1).to(dtype)  # (*, 1)
+        if self.encoding != "bow":
             j = torch.arange(1, J + 1, device=ids.device, dtype=dtype)  # (J,)
-            a = (1 - j / n).expand(real.shape)[real]  # (T,)
-            b = (-(1 - 2 * j / n) / self.embed_dim).expand(real.shape)[real]  # (T,)
+            if self.encoding == "pe_centered":  # a_j + k b_j = 1 + 4 (k - (d+1)/2) c_j
+                d = self.embed_dim
+                c = (j - (n + 1) / 2) / (d * n)
+                a = (1 - 2 * (d + 1) * c).expand(real.shape)[real]
+                b = (4 * c).expand(real.shape)[real]
+            else:
+                a = (1 - j / n).expand(real.shape)[real]  # (T,)
+                b = (-(1 - 2 * j / n) / self.embed_dim).expand(real.shape)[real]  # (T,)
         else:
             a, b = torch.ones(flat.shape, dtype=dtype, device=ids.device), None
         return flat, offsets, a, b, ids.shape[:-1]
@@ -284,4 +311,4 @@ class MemN2N(nn.Module):
     def extra_repr(self) -> str:
         return (f"vocab_size={self.vocab_size}, embed_dim={self.embed_dim}, hops={self.hops}, "
                 f"encoding={self.encoding!r}, temporal={self.temporal}, tying={self.tying!r}, "
-                f"random_noise={self.random_noise}")
+                f"random_noise={self.random_noise}, pe_width={self.pe_width}")

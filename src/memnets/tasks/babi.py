@@ -88,7 +88,10 @@ class BabiModelConfig(ModelConfig):
     evaluations without a lower dev loss before LS ends; 1 = the paper's rule),
     ``ls_epochs`` (if set, LS ends after this many epochs instead, whatever the
     dev loss does; our reading of the authors' released code, not checked here) and
-    ``init_std``; ``batch_loss: sum`` (the paper's: gradients summed over the
+    ``init_std``; ``pe_width``: ``sentence`` (J in the position encoding is
+    each sentence's length, as the paper writes it) or ``max`` (one J for
+    every sentence and question, the longest in the data, as the
+    authors' released code has it); ``batch_loss: sum`` (the paper's: gradients summed over the
     batch, which is what its lr 0.01 and clipping at norm 40 are sized for)
     or ``mean``; ``arch: lstm`` uses ``embed_dim``, ``cell``, ``hidden_size``,
     ``dropout`` and ``cell_options``.
@@ -97,7 +100,7 @@ class BabiModelConfig(ModelConfig):
     arch: Literal["memn2n", "lstm"] = "memn2n"
     embed_dim: int = 20
     hops: int = 3
-    encoding: Literal["bow", "pe"] = "pe"
+    encoding: Literal["bow", "pe", "pe_centered"] = "pe"
     temporal: bool = True
     tying: Literal["adjacent", "layerwise"] = "adjacent"
     random_noise: float = 0.1
@@ -107,6 +110,7 @@ class BabiModelConfig(ModelConfig):
     ls_epochs: int | None = None
     init_std: float = 0.1
     empty_memories: bool = False
+    pe_width: Literal["sentence", "max"] = "sentence"
     batch_loss: Literal["sum", "mean"] = "sum"
 
 
@@ -125,6 +129,7 @@ class BabiTask(Task):
         self.vocab: Vocab | None = None
         self.tasks: list[int] = []
         self.missing: list[int] = []
+        self.max_words: int | None = None
         self._splits = None
         self._encoded: dict[str, EncodedSet] = {}
         self._ls_best = math.inf
@@ -164,13 +169,18 @@ class BabiTask(Task):
         splits = self._load()
         self.vocab = build_vocab(splits.train)
         self.tasks, self.missing = list(splits.tasks), list(splits.missing)
+        every = [*splits.train, *splits.valid, *splits.test]  # a width, no labels
+        self.max_words = max(max((len(s) for ex in every for s in ex.story), default=1),
+                             max((len(ex.question) for ex in every), default=1))
 
     def state_dict(self) -> dict:
-        return {"vocab": self.vocab.to_dict(), "tasks": self.tasks, "missing": self.missing}
+        return {"vocab": self.vocab.to_dict(), "tasks": self.tasks, "missing": self.missing,
+                "max_words": self.max_words}
 
     def load_state_dict(self, state: dict) -> None:
         self.vocab = Vocab.from_dict(state["vocab"])
         self.tasks, self.missing = list(state["tasks"]), list(state.get("missing", []))
+        self.max_words = int(state.get("max_words", 0)) or None
 
     def examples(self, split: str) -> list[BabiExample]:
         s = self._load()
@@ -203,11 +213,20 @@ class BabiTask(Task):
         model = MemN2N(V, config.embed_dim, config.hops, memory_size=self.config.memory_size,
                        encoding=config.encoding, temporal=config.temporal, tying=config.tying,
                        random_noise=config.random_noise, init_std=config.init_std,
-                       empty_memories=config.empty_memories)
+                       empty_memories=config.empty_memories,
+                       pe_width=self._pe_width(config))
         model.linear = config.linear_start
         model.ls_lr_scale = config.ls_lr_scale
         self._ls_best, self._ls_wait, self._ls_evals = math.inf, 0, 0
         return model
+
+    def _pe_width(self, config: BabiModelConfig) -> int | None:
+        if config.pe_width == "sentence" or config.encoding == "bow":
+            return None
+        if not self.max_words:
+            raise ValueError("pe_width: max needs the training data's longest sentence, "
+                             "which this run directory does not record")
+        return self.max_words
 
     def step(self, model: nn.Module, batch, state=None) -> StepOutput:
         batch = to_device(batch, model_device(model))
