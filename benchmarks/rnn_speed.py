@@ -8,10 +8,10 @@ forward (inference, no autograd graph) and forward+backward, for
 * ``dropin``  memnets.LSTM / memnets.GRU (dispatches to torch's fused kernel),
 * ``generic`` memnets.Recurrent over memnets.LSTMCell / GRUCell (the path every
   other cell takes),
-* ``torch_native`` torch.nn with oneDNN disabled: torch's own recurrence over
-  the same BLAS matrix products the generic path uses.  On CPUs where torch.nn
-  runs LSTM through oneDNN's fused RNN primitive, this row separates the cost
-  of the recurrence machinery from the speed of the matrix-product library.
+* ``torch_native`` torch.nn with its vendor RNN library disabled (oneDNN on
+  CPU, cuDNN on CUDA): torch's own recurrence over the same matrix products
+  the generic path uses.  This row separates the cost of the recurrence
+  machinery from the speed of a fused vendor kernel.
 
 each as a ratio to torch.nn in the same run.  Implementations are timed in
 turn inside each repeat (interleaved), and the median over repeats is kept,
@@ -23,6 +23,7 @@ forward+backward, as a ratio to torch.nn.LSTM (``results/cell_speed.json``).
 Usage::
 
     python benchmarks/rnn_speed.py [--repeats 7] [--zoo] [--out results/rnn_speed.json]
+    python benchmarks/rnn_speed.py --device cuda --out results/rnn_speed_cuda.json
 """
 
 from __future__ import annotations
@@ -45,6 +46,19 @@ SIZES = {
 }
 TORCH_CLASSES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
 DROPIN_CLASSES = {"lstm": memnets.LSTM, "gru": memnets.GRU}
+DEVICE = torch.device("cpu")  # set by --device
+
+
+def sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
+def vendor_flags(enabled: bool):
+    """oneDNN on CPU, cuDNN on CUDA: torch.nn's fused vendor RNN kernels."""
+    if DEVICE.type == "cuda":
+        return torch.backends.cudnn.flags(enabled=enabled)
+    return torch.backends.mkldnn.flags(enabled=enabled)
 
 
 def machine() -> str:
@@ -56,7 +70,11 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {torch.get_num_threads()} threads, {platform.system()}"
+    desc = f"{cpu}, {torch.get_num_threads()} threads, {platform.system()}"
+    if DEVICE.type == "cuda":
+        desc = f"{torch.cuda.get_device_name(DEVICE)} (CUDA {torch.version.cuda}, " \
+               f"cuDNN {torch.backends.cudnn.version()}); host {desc}"
+    return desc
 
 
 def git_commit() -> str:
@@ -68,12 +86,12 @@ def git_commit() -> str:
         return "unknown"
 
 
-def make_step(module, x: torch.Tensor, pass_: str, onednn: bool = True):
+def make_step(module, x: torch.Tensor, pass_: str, vendor: bool = True):
     """A callable running one forward (no autograd) or forward+backward pass."""
     params = [p for p in module.parameters() if p.requires_grad]
 
     def step():
-        with torch.backends.mkldnn.flags(enabled=onednn):
+        with vendor_flags(vendor):
             if pass_ == "forward":
                 with torch.no_grad():
                     module(x)
@@ -94,8 +112,10 @@ def time_interleaved(steps: dict, repeats: int) -> dict[str, float]:
     for r in range(repeats):
         order = names[r % len(names):] + names[: r % len(names)]  # rotate who goes first
         for name in order:
+            sync()
             start = time.perf_counter()
             steps[name]()
+            sync()
             samples[name].append(time.perf_counter() - start)
     return {name: statistics.median(s) for name, s in samples.items()}
 
@@ -105,7 +125,7 @@ def main_table(repeats: int) -> list[dict]:
     for cell in ("lstm", "gru"):
         for size, d in SIZES.items():
             torch.manual_seed(0)
-            x = torch.randn(d["L"], d["N"], d["H_in"])
+            x = torch.randn(d["L"], d["N"], d["H_in"], device=DEVICE)
             impls = {
                 "torch": TORCH_CLASSES[cell](d["H_in"], d["H"]),
                 "dropin": DROPIN_CLASSES[cell](d["H_in"], d["H"]),
@@ -113,9 +133,10 @@ def main_table(repeats: int) -> list[dict]:
                     memnets.make_cell(cell, input_size=d["H_in"], hidden_size=d["H"])
                 ),
             }
+            impls = {k: m.to(DEVICE) for k, m in impls.items()}
             for pass_ in ("forward", "forward_backward"):
                 steps = {name: make_step(m, x, pass_) for name, m in impls.items()}
-                steps["torch_native"] = make_step(impls["torch"], x, pass_, onednn=False)
+                steps["torch_native"] = make_step(impls["torch"], x, pass_, vendor=False)
                 seconds = time_interleaved(steps, repeats)
                 for impl, s in seconds.items():
                     rows.append({
@@ -130,7 +151,7 @@ def main_table(repeats: int) -> list[dict]:
 def zoo_table(repeats: int) -> list[dict]:
     d = SIZES["large"]
     torch.manual_seed(0)
-    x = torch.randn(d["L"], d["N"], d["H_in"])
+    x = torch.randn(d["L"], d["N"], d["H_in"], device=DEVICE)
     designs = {"torch.nn.LSTM": torch.nn.LSTM(d["H_in"], d["H"])}
     for name in memnets.cell_names():
         cell = memnets.make_cell(name, input_size=d["H_in"], hidden_size=d["H"])
@@ -140,6 +161,7 @@ def zoo_table(repeats: int) -> list[dict]:
         if isinstance(stack, memnets.RecurrentCell):
             stack = memnets.Recurrent(stack)
         designs[f"stack:{name} (2 layers)"] = stack
+    designs = {k: m.to(DEVICE) for k, m in designs.items()}
     rows = []
     base = None
     for name, module in designs.items():
@@ -165,10 +187,15 @@ def main() -> None:
     parser.add_argument("--zoo", action="store_true", help="also time every registered design")
     parser.add_argument("--zoo-out", default="results/cell_speed.json")
     parser.add_argument("--zoo-repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     start = time.perf_counter()
     header = {"machine": machine(), "torch": torch.__version__, "commit": git_commit(),
-              "command": "python benchmarks/rnn_speed.py" + (" --zoo" if args.zoo else "")}
+              "device": str(DEVICE),
+              "command": "python benchmarks/rnn_speed.py" + (" --zoo" if args.zoo else "")
+              + (f" --device {args.device}" if DEVICE.type != "cpu" else "")}
     rows = main_table(args.repeats)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(

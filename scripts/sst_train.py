@@ -53,14 +53,21 @@ def make_batches(examples, vocab, batch_size, *, shuffle, rng, pool=50):
         yield x, lengths, torch.tensor([examples[i][1] for i in idx])
 
 
-def accuracy(model, examples, vocab) -> float:
+def predict(model, examples, vocab, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class probabilities ``(N, C)`` and gold labels ``(N,)``, in the examples' order."""
     model.eval()
-    correct = 0
+    probs, gold = [], []
     with torch.no_grad():
         for x, lengths, y in make_batches(examples, vocab, 256, shuffle=False, rng=None):
-            correct += int((model(x, lengths).argmax(-1) == y).sum())
+            probs.append(model(x.to(device), lengths).softmax(-1).float().cpu())
+            gold.append(y)
     model.train()
-    return 100.0 * correct / len(examples)
+    return torch.cat(probs), torch.cat(gold)
+
+
+def accuracy(model, examples, vocab, device="cpu") -> float:
+    probs, gold = predict(model, examples, vocab, device)
+    return 100.0 * float((probs.argmax(-1) == gold).float().mean())
 
 
 def main(argv=None) -> int:
@@ -82,6 +89,10 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--evals-per-epoch", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--save-probs", action="store_true",
+                    help="also store dev/test class probabilities of the kept weights "
+                         "(for scripts/sst_ensemble.py)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
 
@@ -98,7 +109,7 @@ def main(argv=None) -> int:
         len(vocab), args.embedding, args.hidden, args.classes, cell=args.cell,
         bidirectional=args.bidirectional, pooling=args.pooling,
         embedding_dropout=args.embedding_dropout, dropout=args.dropout,
-        padding_idx=vocab.pad_id, pretrained=pretrained)
+        padding_idx=vocab.pad_id, pretrained=pretrained).to(args.device)
     # the embedding's gradient is sparse (only the rows of the batch's words)
     model.embedding.sparse = True
     emb = [model.embedding.weight]
@@ -114,6 +125,7 @@ def main(argv=None) -> int:
         total, count = 0.0, 0
         for x, lengths, y in make_batches(data["train"], vocab, args.batch, shuffle=True,
                                           rng=rng):
+            x, y = x.to(args.device), y.to(args.device)
             loss = F.cross_entropy(model(x, lengths), y)
             for o in opts:
                 o.zero_grad()
@@ -125,7 +137,7 @@ def main(argv=None) -> int:
             total += loss.item() * len(y)
             count += len(y)
             if step % every == 0:
-                dev = accuracy(model, data["dev"], vocab)
+                dev = accuracy(model, data["dev"], vocab, args.device)
                 entry = {"epoch": epoch, "step": step, "train_loss": total / count,
                          "dev_accuracy": dev, "seconds": time.time() - t0}
                 log["evals"].append(entry)
@@ -133,13 +145,20 @@ def main(argv=None) -> int:
                 if dev > best:
                     best, best_state = dev, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
-    log["dev_accuracy"] = accuracy(model, data["dev"], vocab)
-    log["test_accuracy"] = accuracy(model, data["test"], vocab)
+    log["dev_accuracy"] = accuracy(model, data["dev"], vocab, args.device)
+    log["test_accuracy"] = accuracy(model, data["test"], vocab, args.device)
+    if args.save_probs:
+        for split in ("dev", "test"):
+            probs, gold = predict(model, data[split], vocab, args.device)
+            log[f"{split}_probs"] = [[round(v, 5) for v in row] for row in probs.tolist()]
+            log[f"{split}_labels"] = gold.tolist()
     log["wall_seconds"] = time.time() - t0
     log["command"] = " ".join(["python", *sys.argv])
     log["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True,
                                        text=True).stdout.strip()
-    log["machine"] = f"{platform.node()}: {os.cpu_count()} CPU cores, no GPU, " \
+    gpu = (torch.cuda.get_device_name(args.device) if str(args.device).startswith("cuda")
+           else "no GPU")
+    log["machine"] = f"{platform.node()}: {os.cpu_count()} CPU cores, {gpu}, " \
                      f"torch {torch.__version__}, 1 thread"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(log, indent=1))

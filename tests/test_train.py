@@ -434,3 +434,11 @@ def test_sharded_batches_union_is_the_single_process_batch():
     assert list(ShardedBatches(17, 8, shuffle=True, seed=3, epoch=2, start=1)) == one[1:]
     three = [list(ShardedBatches(18, 8, rank=r, world_size=2)) for r in range(2)]
     assert [len(x) for x in three] == [3, 3] and three[0][2] == [16] and three[1][2] == [17]
+
+
+def test_max_minutes_ends_the_run_like_its_last_step(tmp_path):
+    config = load_config("adding", TINY + ["trainer.max_steps=100000", "trainer.log_every=5",
+                                           "trainer.max_minutes=0.0001"])
+    results = train(config, tmp_path, quiet=True)
+    assert results["steps"] == 5  # stopped at the first check, then evaluated and tested
+    assert math.isfinite(results["test"]["mse"])

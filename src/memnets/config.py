@@ -146,6 +146,9 @@ class TrainerConfig:
     Args:
         max_epochs: passes over the training split.
         max_steps: optimizer steps; stops at whichever budget ends first.
+        max_minutes: wall-clock budget of this run (resumed time included),
+            checked every ``log_every`` steps; the run then ends as at its last
+            step (final evaluation, selection, test).
         eval_every: evaluate the dev split every this many steps (``None``: each epoch).
         checkpoint_every: write a checkpoint every this many steps (``None``: at
             each evaluation).  The latest checkpoint is always the one written last.
@@ -167,6 +170,7 @@ class TrainerConfig:
 
     max_epochs: int = 10
     max_steps: int | None = None
+    max_minutes: float | None = None
     eval_every: int | None = None
     checkpoint_every: int | None = None
     early_stopping: int | None = None

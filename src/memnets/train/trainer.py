@@ -327,6 +327,10 @@ class Trainer:
                     stop = True
                 if prog.step >= budget:
                     stop = True
+                if (tc.max_minutes is not None and prog.step % tc.log_every == 0
+                        and ddp.any_true(d, time.perf_counter() - start >= 60 * tc.max_minutes)):
+                    self.log(f"time budget of {tc.max_minutes} min spent at step {prog.step}")
+                    stop = True
                 if stop:
                     break
             else:  # the epoch ended
