@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -40,7 +41,8 @@ def main(argv=None) -> int:
               "member_args": [log["args"] for log in logs],
               "classes": first["args"]["classes"],
               "wall_seconds": sum(log["wall_seconds"] for log in logs),
-              "machine": first.get("machine"), "git_commit": first.get("git_commit")}
+              "machine": first.get("machine"), "git_commit": first.get("git_commit"),
+              "command": " ".join(["python", *sys.argv])}
     for split in ("dev", "test"):
         gold = torch.tensor(first[f"{split}_labels"])
         for path, log in zip(args.runs, logs):

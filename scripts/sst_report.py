@@ -2,7 +2,8 @@
 
 For each of SST-2 and SST-5 the headline ``test_accuracy`` is that of the
 BiLSTM trained on phrases (the configuration chosen in advance as the
-strongest, as in Tai et al. 2015), and among its runs (seeds) the one with the
+strongest, as in Tai et al. 2015): among its runs (seeds), and ensembles of
+them (``scripts/sst_ensemble.py``, files ``*ensemble*.json``), the one with the
 best dev accuracy; every run is listed under ``runs``.
 
 Usage::
@@ -27,6 +28,21 @@ def main(argv=None) -> int:
         runs = {}
         for f in sorted(Path(args.runs).glob(f"sst{classes}_*.json")):
             log = json.loads(f.read_text())
+            if "members" in log:  # an ensemble of runs
+                a = log["member_args"][0]
+                runs[f.stem] = {
+                    "model": ("BiLSTM" if a["bidirectional"] else "LSTM")
+                    + f" ({a['pooling']} pool), ensemble of {len(log['members'])}",
+                    "training": "phrases" if a["phrases"] else "sentences",
+                    "dev_accuracy": round(log["dev_accuracy"], 2),
+                    "test_accuracy": round(log["test_accuracy"], 2),
+                    "epochs": a["epochs"], "members": [Path(m).stem for m in log["members"]],
+                    "member_test_accuracy": [round(v, 2) for v in log["member_test_accuracy"]],
+                    "wall_seconds": round(log["wall_seconds"], 1),
+                    "command": log["command"], "machine": log["machine"],
+                    "git_commit": log["git_commit"],
+                }
+                continue
             a = log["args"]
             runs[f.stem] = {
                 "model": ("BiLSTM" if a["bidirectional"] else "LSTM") + f" ({a['pooling']} pool)",
@@ -41,11 +57,13 @@ def main(argv=None) -> int:
             }
         if not runs:
             continue
-        chosen = [k for k in runs if k.startswith(f"sst{classes}_bilstm_phrases")] or list(runs)
+        chosen = [k for k in runs if k.startswith(f"sst{classes}_bilstm_phrases")
+                  and not k.endswith(("_large", "_try1"))] or list(runs)
         best = max(chosen, key=lambda k: runs[k]["dev_accuracy"])
         out[key] = {"test_accuracy": runs[best]["test_accuracy"],
                     "dev_accuracy": runs[best]["dev_accuracy"], "selected_run": best,
-                    "selection": "BiLSTM on phrases (chosen in advance); best dev among its runs",
+                    "selection": "BiLSTM on phrases (chosen in advance); best dev among its "
+                                 "runs and ensembles of them",
                     "pretrained_vectors": None, "runs": runs}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))

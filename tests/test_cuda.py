@@ -26,6 +26,16 @@ CUDA = torch.device("cuda")
 LENGTHS = [6, 3, 5, 1]
 
 
+@pytest.fixture(autouse=True)
+def full_float32():
+    """cuDNN and cuBLAS may use TF32 (10-bit mantissa) on Ampere and later, which
+    moves float32 results by ~1e-4; the comparisons here are of the recurrences."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def _flat(state):
     out = []
     map_state(out.append, state)
@@ -69,6 +79,26 @@ def test_dropin_on_cuda_matches_torch_nn_on_cuda(mode, fused, bidirectional):
     torch.testing.assert_close(x.grad, x_ref.grad, atol=2e-5, rtol=1e-4)
     for name, p in ref.named_parameters():  # torch's names, which ours answers to
         torch.testing.assert_close(getattr(ours, name).grad, p.grad, atol=5e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN"])
+def test_dropin_weights_are_flattened_for_cudnn(mode):
+    import warnings
+    torch.manual_seed(0)
+    kwargs = {"proj_size": 3} if mode == "LSTM" else {}
+    ours = getattr(memnets, mode)(5, 7, num_layers=2, bidirectional=True, **kwargs)
+    ref = getattr(torch.nn, mode)(5, 7, num_layers=2, bidirectional=True, **kwargs)
+    ref.load_state_dict(ours.state_dict())
+    ours, ref = ours.to(CUDA), ref.to(CUDA)
+    storages = {p.untyped_storage().data_ptr() for p in ours.parameters()}
+    assert len(storages) == 1, "expected every weight in one cuDNN buffer"
+    x = torch.randn(4, 3, 5, device=CUDA)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*single contiguous chunk.*")
+        out, _ = ours(x)
+    torch.testing.assert_close(out, ref(x)[0], atol=2e-5, rtol=1e-4)
+    ours.load_state_dict(ref.state_dict())  # loading keeps the layout
+    assert len({p.untyped_storage().data_ptr() for p in ours.parameters()}) == 1
 
 
 def _designs():

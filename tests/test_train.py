@@ -48,8 +48,9 @@ def _weights(run_dir: Path, which: str = "latest") -> dict:
 
 
 def _env():
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE))
-    return env
+    # the tests' folder (for test_train:SlowAdding) before whatever path finds memnets
+    path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
 
 
 def _train_cmd(out: Path, extra: list[str]) -> list[str]:
@@ -336,7 +337,8 @@ def test_ddp_two_processes_match_one_process(tmp_path):
     process with batch 8."""
     sets = TINY + ["trainer.max_steps=12", "trainer.eval_every=6", "trainer.deterministic=true",
                    "data.batch_size=8", "optimizer.grad_clip=0.5"]
-    args = ["train", "adding", "--quiet"] + [a for s in sets for a in ("--set", s)]
+    args = ["train", "adding", "--quiet", "--device", "cpu"] + [
+        a for s in sets for a in ("--set", s)]
     env = dict(_env(), GLOO_SOCKET_IFNAME="lo")  # keep gloo on the loopback interface
     one = subprocess.run([PYTHON, "-m", "memnets", *args, "--out", str(tmp_path / "one")],
                          env=env, capture_output=True, text=True, timeout=300)
@@ -442,3 +444,15 @@ def test_max_minutes_ends_the_run_like_its_last_step(tmp_path):
     results = train(config, tmp_path, quiet=True)
     assert results["steps"] == 5  # stopped at the first check, then evaluated and tested
     assert math.isfinite(results["test"]["mse"])
+
+
+def test_auto_device_is_the_same_on_every_rank(monkeypatch):
+    from memnets.train.distributed import resolve_device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two processes, one GPU: all on the CPU
+    assert resolve_device("auto", 0).type == resolve_device("auto", 1).type == "cpu"
+    with pytest.raises(RuntimeError, match="local rank 1, but this machine has 1 CUDA device"):
+        resolve_device("cuda", 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert resolve_device("auto", 0) == torch.device("cuda", 0)

@@ -146,7 +146,40 @@ class _TorchCompatible(nn.Module):
         return [getattr(module, name) for module, name in self._weight_refs]
 
     def flatten_parameters(self) -> None:
-        """Kept for compatibility with torch.nn; parameters are not flattened."""
+        """Lay the weights out in one block of memory, as cuDNN wants them.
+
+        As in torch.nn: on CUDA, when the fused kernel will run, every weight
+        becomes a view into one buffer (values unchanged), so that cuDNN does
+        not copy them at each call.  Elsewhere (CPU, the generic path) a no-op.
+        Called after ``.to()``/``.cuda()``.
+        """
+        weights = self._flat_weights
+        if not weights or not self._can_fuse():
+            return
+        first = weights[0]
+        if not (first.is_cuda and torch.backends.cudnn.is_acceptable(first)):
+            return
+        if any(w.dtype != first.dtype or w.device != first.device for w in weights):
+            return
+        if len({w.data_ptr() for w in weights}) != len(weights):
+            return  # shared weights cannot be laid out apart
+        if not torch._use_cudnn_rnn_flatten_weight():
+            return
+        from torch.backends.cudnn import rnn as cudnn_rnn
+        proj = getattr(self, "proj_size", 0)
+        per_layer = (4 if self.bias else 2) + (1 if proj > 0 else 0)
+        with torch.cuda.device_of(first), torch.no_grad():
+            torch._cudnn_rnn_flatten_weight(
+                weights, per_layer, self.input_size, cudnn_rnn.get_cudnn_mode(self._cudnn_mode),
+                self.hidden_size, proj, self.num_layers, self.batch_first,
+                bool(self.bidirectional))
+
+    def _apply(self, fn, recurse=True):
+        result = super()._apply(fn, recurse)
+        self.flatten_parameters()
+        return result
+
+    _cudnn_mode = ""  # cuDNN's name of the recurrence, set by each class
 
     # --- forward ---
 
@@ -343,6 +376,10 @@ class RNN(_TorchCompatible):
     def _kernel(self, *args):
         return (_VF.rnn_tanh if self.nonlinearity == "tanh" else _VF.rnn_relu)(*args)
 
+    @property
+    def _cudnn_mode(self) -> str:
+        return "RNN_TANH" if self.nonlinearity == "tanh" else "RNN_RELU"
+
     def _fusable(self, cell: ElmanCell) -> bool:
         return cell.nonlinearity == self.nonlinearity
 
@@ -378,6 +415,7 @@ class LSTM(_TorchCompatible):
                          bidirectional, **kwargs)
 
     _kernel = staticmethod(_VF.lstm)
+    _cudnn_mode = "LSTM"
 
     def _state_sizes(self) -> list[int]:
         cell = self.cells()[0]
@@ -408,6 +446,7 @@ class GRU(_TorchCompatible):
 
     _default_cell = GRUCell
     _kernel = staticmethod(_VF.gru)
+    _cudnn_mode = "GRU"
 
     def _fusable(self, cell: GRUCell) -> bool:
         return cell.reset_after

@@ -36,9 +36,16 @@ class Dist:
 
 
 def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
-    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> a device (clear error when absent)."""
+    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> a device (clear error when absent).
+
+    ``auto`` is CUDA when there is a GPU for every process of this machine
+    (``LOCAL_WORLD_SIZE`` under torchrun), else the CPU for all of them, so
+    that every rank makes the same choice.
+    """
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        spec = "cuda" if gpus >= local_world else "cpu"
     if spec == "cpu":
         return torch.device("cpu")
     if spec.startswith("cuda"):
@@ -46,6 +53,11 @@ def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
             raise RuntimeError(f"device {spec!r} requested but CUDA is not available here; "
                                f"use --device cpu or auto")
         if spec == "cuda":
+            if local_rank >= torch.cuda.device_count():
+                raise RuntimeError(
+                    f"device 'cuda' for local rank {local_rank}, but this machine has "
+                    f"{torch.cuda.device_count()} CUDA device(s); start at most that many "
+                    f"processes per machine, or use --device cpu")
             return torch.device("cuda", local_rank)
         return torch.device(spec)
     raise ValueError(f"device: expected auto, cpu, cuda or cuda:N, got {spec!r}")
