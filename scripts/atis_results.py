@@ -60,7 +60,9 @@ def describe(cfg: dict) -> str:
     if m.get("crf"):
         parts.append("CRF")
     if m.get("intent_pooling", "none") != "none":
-        parts.append(f"intent ({m['intent_pooling']})")
+        parts.append(f"intent ({m['intent_pooling']}"
+                     + (f", parts split at {m['intent_parts']!r})" if m.get("intent_parts")
+                        else ")"))
     return ", ".join(parts)
 
 

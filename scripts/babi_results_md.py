@@ -19,6 +19,8 @@ TARGETS = {
     "en": "mean test error <= 12.4% with <= 10 failed tasks (goal <= 11%)",
     "en-10k": "mean test error <= 4.2% on the tasks present (the paper's best 10k result)",
 }
+ENCODING_NAMES = {"bow": "BoW", "pe": "PE (the paper's form)",
+                  "pe_centered": "PE in the released code's centred form"}
 TITLES = {"en": "1k (en), 20 tasks jointly", "en-10k": "10k (en-10k), tasks jointly"}
 
 
@@ -31,7 +33,8 @@ def section(key: str, s: dict) -> str:
     out += [
         f"Command: `python {s['command']}` (git {s['git_commit']}).",
         "",
-        f"Model: MemN2N, {m['hops']} hops, {m['encoding'].upper()}, temporal "
+        f"Model: MemN2N, {m['hops']} hops, {ENCODING_NAMES.get(m['encoding'], m['encoding'])}"
+        f"{' with one J (the longest sentence)' if m.get('pe_width') == 'max' else ''}, temporal "
         f"{'with' if m['temporal'] else 'without'} random noise {m['random_noise']}, "
         f"{m['tying']} tying, d = {m['embed_dim']}, "
         f"{'empty memories' if m.get('empty_memories') else 'padded slots masked'}, linear start "

@@ -250,3 +250,23 @@ def test_ensemble_averages_members_and_decodes_the_mean_crf_score():
     assert tags[i] == best
     with pytest.raises(ValueError, match="expected members with the same tags"):
         TaggerEnsemble([members[0], _model(cell="lstm", crf=False, intent_pooling="mean")])
+
+
+def test_intent_parts_add_a_shared_score_per_part():
+    torch.manual_seed(0)
+    names = ["a", "a#b", "b", "c"]
+    cfg = TaggerConfig.from_dict({"hidden_size": 6, "word_dim": 5, "intent_pooling": "mean",
+                                  "intent_parts": "#"})
+    m = SlotTagger(cfg, num_words=12, num_chars=9, tags=TAGS, num_intents=4,
+                   intents=names).double().eval()
+    seen = []
+    m.intent_head.register_forward_hook(lambda mod, inp, out: seen.append(inp[0]))
+    out = m(*_batch())
+    pooled = seen[0]  # (N, F), the features both heads read
+    W, b, U = m.intent_head.weight, m.intent_head.bias, m.intent_part_head.weight
+    part = {"a": 0, "b": 1, "c": 2}  # parts in sorted order
+    for k, name in enumerate(names):
+        want = pooled @ W[k] + b[k] + sum(pooled @ U[part[p]] for p in name.split("#"))
+        torch.testing.assert_close(out.intent_logits[:, k], want)
+    with pytest.raises(ValueError, match="expected the 4 intent names"):
+        SlotTagger(cfg, num_words=12, num_chars=9, tags=TAGS, num_intents=4)

@@ -67,6 +67,11 @@ class TaggerConfig:
         intent_pooling: ``none`` (slots only), ``last``, ``mean``, ``max`` or
             ``attention``.
         intent_weight: weight of the intent loss against the slot loss.
+        intent_parts: a separator (e.g. ``"#"``) that splits multi-intent labels
+            into parts; then each intent's score also adds a score per part,
+            shared by every label with that part, so that ``a#b`` draws on the
+            evidence for ``a`` and for ``b``.  Labels stay single classes for
+            the loss and the metrics.  Empty (default): one free score per label.
     """
 
     cell: str = "lstm"
@@ -86,6 +91,7 @@ class TaggerConfig:
     bio_constrained: bool = True
     intent_pooling: str = "none"
     intent_weight: float = 1.0
+    intent_parts: str = ""
 
     @classmethod
     def from_dict(cls, d: dict | None) -> TaggerConfig:
@@ -228,6 +234,7 @@ class SlotTagger(nn.Module):
         num_chars: int,
         tags: list[str],
         num_intents: int = 0,
+        intents: list[str] | None = None,
     ) -> None:
         super().__init__()
         config.validate()
@@ -274,13 +281,25 @@ class SlotTagger(nn.Module):
             self.crf = LinearChainCRF(self.num_tags, allowed=allowed,
                                       allowed_start=allowed_start)
         self.attention = None
-        self.intent_head = None
+        self.intent_head = self.intent_part_head = None
         if self.num_intents:
             if config.intent_pooling == "attention":
                 self.attention = nn.Sequential(
                     nn.Linear(in_size, in_size), nn.Tanh(), nn.Linear(in_size, 1, bias=False)
                 )
             self.intent_head = nn.Linear(in_size, self.num_intents)
+            if config.intent_parts:
+                if intents is None or len(intents) != self.num_intents:
+                    raise ValueError(f"expected the {self.num_intents} intent names for "
+                                     f"intent_parts={config.intent_parts!r}, got {intents!r}")
+                parts = sorted({p for name in intents for p in name.split(config.intent_parts)})
+                index = {p: i for i, p in enumerate(parts)}
+                member = torch.zeros(self.num_intents, len(parts))  # (K, P) label k has part p
+                for k, name in enumerate(intents):
+                    for p in name.split(config.intent_parts):
+                        member[k, index[p]] = 1.0
+                self.register_buffer("intent_membership", member, persistent=False)
+                self.intent_part_head = nn.Linear(in_size, len(parts), bias=False)
 
     def _cell(self, input_size: int, **extra):
         c = self.config
@@ -309,7 +328,10 @@ class SlotTagger(nn.Module):
             emissions = self.slot_head(h)  # (N, L, T)
         intent = None
         if self.intent_head is not None:
-            intent = self.intent_head(self._pool(h, valid, lengths))  # (N, K)
+            pooled = self._pool(h, valid, lengths)
+            intent = self.intent_head(pooled)  # (N, K)
+            if self.intent_part_head is not None:  # + the scores of each label's parts
+                intent = intent + self.intent_part_head(pooled) @ self.intent_membership.T
         return TaggerOutput(emissions, intent)
 
     def _pool(self, h: Tensor, valid: Tensor, lengths: Tensor) -> Tensor:

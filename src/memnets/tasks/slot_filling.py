@@ -230,7 +230,8 @@ class SlotFillingTask(Task):
             raise RuntimeError("setup() or load_state_dict() must run before build_model()")
         return SlotTagger(config, num_words=len(v.words), num_chars=len(v.chars),
                           tags=list(v.tags.itos),
-                          num_intents=0 if v.intents is None else len(v.intents))
+                          num_intents=0 if v.intents is None else len(v.intents),
+                          intents=None if v.intents is None else list(v.intents.itos))
 
     def step(self, model: SlotTagger, batch: SlotBatch, state=None) -> StepOutput:
         batch = batch.to(model_device(model))
