@@ -80,6 +80,30 @@ def section(key: str, s: dict) -> str:
     return "\n".join(out)
 
 
+def lstm_section(key: str, s: dict) -> str:
+    """The LSTM baseline's per-task table (``scripts/babi_lstm_baseline.py``)."""
+    m = s["model"]
+    paper = {int(k): v for k, v in s.get("paper_per_task_error", {}).items()}
+    out = [f"## LSTM baseline ({key.split('-', 1)[1]}, each task alone)", "",
+           f"Command: `{s['command']}` (git {s['git_commit']}); recipe `{s['recipe']}`: "
+           f"the story's words then the question's, read by one {m['cell'].upper()} of "
+           f"{m['hidden_size']} units over {m['embed_dim']}-d embeddings, the last state "
+           "classified (Weston et al. 2015's baseline; Adam, not their SGD).", "",
+           "| task | ours: test error % | Weston et al. 2015 LSTM |", "|---|---:|---:|"]
+    for t in range(1, 21):
+        ours = s["per_task_error"].get(str(t))
+        ours_s = "-" if ours is None else f"{ours:.1f}"
+        theirs = f"{paper[t]:.1f}" if t in paper else "-"
+        out.append(f"| {t}: {TASK_NAMES[t]} | {ours_s} | {theirs} |")
+    paper_mean = f"{sum(paper.values()) / len(paper):.1f}" if len(paper) == 20 else "-"
+    out += [f"| **mean over {len(s['per_task_error'])} tasks** | **{s['mean_error']:.2f}** | "
+            f"{paper_mean} |",
+            f"| failed tasks (> 5%) | {s['failed_tasks']} | |", "",
+            f"Wall time: {s['wall_seconds']:.0f} s for the {len(s['per_task_error'])} runs "
+            f"({s['machine']}).", ""]
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", default="results/babi.json")
@@ -92,10 +116,14 @@ def main(argv=None) -> int:
     parts = ["# bAbI: end-to-end memory networks (Sukhbaatar et al. 2015)", "",
              "Test error (%) per task; a task fails above 5%. Produced by "
              "`scripts/babi_reproduce.py` (training) and `scripts/babi_results_md.py` "
-             "(this page); machine: 2 CPU cores, no GPU.", ""]
+             "(this page); the LSTM baseline by `scripts/babi_lstm_baseline.py`; machine: "
+             "2 CPU cores, no GPU.", ""]
     for key in ("en", "en-10k"):
         if key in data:
             parts.append(section(key, data[key]))
+    for key in ("lstm-en", "lstm-en-10k"):
+        if key in data:
+            parts.append(lstm_section(key, data[key]))
     if args.explain_run and args.task:
         cmd = [sys.executable, str(Path(__file__).with_name("babi_explain.py")),
                args.explain_run, "--out", str(Path(args.out).parent)]

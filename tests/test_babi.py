@@ -203,6 +203,13 @@ def test_story_file_accepts_numbers_and_skips_questions(tmp_path):
     assert read_story_file(f) == ["Mary went home.", "John left."]
 
 
+def test_story_file_splits_sentences_on_a_line(tmp_path):
+    f = tmp_path / "s.txt"
+    f.write_text("Lily is a swan. Lily is white.  Greg is a swan\n2 Brian is a frog!\n")
+    assert read_story_file(f) == ["Lily is a swan.", "Lily is white.", "Greg is a swan",
+                                  "Brian is a frog!"]
+
+
 # ---------------------------------------------------------------------- download
 
 

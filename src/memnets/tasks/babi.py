@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -308,8 +309,9 @@ class BabiTask(Task):
                         "each hop reads. Words the model never saw in training are left out "
                         "(they would only add an untrained vector) and listed in the output.")
         p.add_argument("--story", required=True,
-                       help="a text file, one sentence per line (bAbI's leading numbers and "
-                            "question lines are allowed and ignored)")
+                       help="a text file of sentences ended by '.', one or more per line "
+                            "(bAbI's leading numbers and question lines are allowed and "
+                            "ignored)")
         p.add_argument("--question", required=True, help='e.g. "Where is Mary?"')
         p.add_argument("--png", help="also write the attention heatmap to this PNG file")
         return p
@@ -341,15 +343,17 @@ class BabiTask(Task):
 
 
 def read_story_file(path: str | Path) -> list[str]:
-    """Sentences of a user's story file: one per line, optional leading ``ID``,
-    bAbI question lines (with a TAB) and blank lines skipped."""
+    """Sentences of a user's story file: one per line, or several on a line, each
+    ended by ``.`` or ``!``; an optional leading ``ID``, bAbI question lines
+    (with a TAB) and blank lines skipped."""
     out = []
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         line = line.strip()
         if not line or "\t" in line:
             continue
         head, _, rest = line.partition(" ")
-        out.append(rest if head.isdigit() and rest else line)
+        line = rest if head.isdigit() and rest else line
+        out += [s.strip() for s in re.findall(r"[^.!]+[.!]?", line) if s.strip(" .!")]
     return out
 
 
