@@ -74,11 +74,13 @@ def main() -> None:
     args = ap.parse_args()
 
     rows = []
+    exact_dev_f1: dict[str, float] = {}
     for run in args.runs:
         cfg = yaml.safe_load((run / "config.yaml").read_text())
         res = json.loads((run / "results.json").read_text())
         recipe = recipe_of(run.name)
         test, dev = res.get("test", {}), res.get("dev", {})
+        exact_dev_f1[run.name] = dev.get("slot_f1", float("-inf"))
         rows.append({
             "name": run.name,
             "recipe": recipe,
@@ -100,7 +102,9 @@ def main() -> None:
         })
     candidates = [r for r in rows if r["intent_accuracy"] is not None
                   and r["split"].startswith("atis_slotgated")]
-    best = max(candidates, key=lambda r: r["dev_slot_f1"]) if candidates else None
+    # chosen on the unrounded dev F1: rounding to 2 decimals made ties that the
+    # order of the arguments would have broken
+    best = max(candidates, key=lambda r: exact_dev_f1[r["name"]]) if candidates else None
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores visible, no GPU"

@@ -327,3 +327,14 @@ def test_wrappers_run_bidirectional_and_stacked_smoke():
     net = memnets.Stacked([memnets.Bidirectional(fwd, bwd)])
     out, _ = net(torch.randn(5, 2, 3), lengths=[5, 3])
     assert out.shape == (5, 2, 8) and torch.all(out[3:, 1] == 0)
+
+
+def test_zoneout_rate_skips_masks_and_growing_tapes():
+    torch.manual_seed(0)
+    cell = memnets.make_cell("lstmn", input_size=3, hidden_size=4, zoneout=0.3)
+    x = torch.randn(5, 2, 3)
+    out, _ = memnets.Recurrent(cell)(x)  # the tape fields grow and the mask is bool: skipped
+    assert out.shape == (5, 2, 4) and torch.isfinite(out).all()
+    named = memnets.make_cell("lstmn", input_size=3, hidden_size=4, zoneout={"mask": 0.3})
+    with pytest.raises(ValueError, match="field 'mask' of LSTMNCell cannot be zoned out"):
+        memnets.Recurrent(named)(x)

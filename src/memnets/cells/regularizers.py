@@ -242,7 +242,10 @@ class Zoneout(CellWrapper):
         cell: the cell to regularise.
         zoneout: the rate :math:`z` for every state field, or a mapping from
             field name to rate, e.g. ``{"c": 0.5, "h": 0.05}`` for an LSTM
-            (the paper's separate rates for cells and hidden states).
+            (the paper's separate rates for cells and hidden states).  A single
+            rate skips the fields that cannot be zoned out: non-float fields
+            (masks) and fields whose shape changes from step to step (LSTMN's
+            growing tapes); naming such a field in a mapping is an error.
 
     Output: when the cell's output is one of its state fields (Elman, IRNN,
     LSTM, GRU, IndRNN, and Jordan without self-connection), the zoned-out
@@ -261,12 +264,20 @@ class Zoneout(CellWrapper):
         else:
             rates = {f: _check_rate("zoneout", zoneout) for f in fields}
         self.rates = {f: z for f, z in rates.items() if z > 0}
+        self._named = isinstance(zoneout, Mapping)
 
     def recur(self, u_t: Tensor, state: NamedTuple) -> tuple[Tensor, NamedTuple]:
         y, new = self.cell.recur(u_t, state)
         out = {}
         for f, z in self.rates.items():
             old_f, new_f = getattr(state, f), getattr(new, f)
+            if not new_f.is_floating_point() or old_f.shape != new_f.shape:
+                if self._named:
+                    raise ValueError(
+                        f"zoneout: state field {f!r} of {type(self.cell).__name__} cannot be "
+                        f"zoned out (dtype {new_f.dtype}, shape {tuple(old_f.shape)} -> "
+                        f"{tuple(new_f.shape)}); expected a float field of a fixed shape")
+                continue
             if self.training:
                 keep_old = torch.rand_like(new_f) < z
                 mixed = torch.where(keep_old, old_f, new_f)
