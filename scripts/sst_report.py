@@ -57,8 +57,7 @@ def main(argv=None) -> int:
             }
         if not runs:
             continue
-        chosen = [k for k in runs if k.startswith(f"sst{classes}_bilstm_phrases")
-                  and not k.endswith(("_large", "_try1"))] or list(runs)
+        chosen = [k for k in runs if k.startswith(f"sst{classes}_bilstm_phrases")] or list(runs)
         best = max(chosen, key=lambda k: runs[k]["dev_accuracy"])
         out[key] = {"test_accuracy": runs[best]["test_accuracy"],
                     "dev_accuracy": runs[best]["dev_accuracy"], "selected_run": best,
