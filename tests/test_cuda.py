@@ -6,7 +6,9 @@ Skipped where no CUDA device is present (CI has none); run on a GPU machine with
 
 from __future__ import annotations
 
+import copy
 import math
+import warnings
 
 import pytest
 import torch
@@ -44,7 +46,6 @@ def _flat(state):
 
 def _pair(module):
     """The module and a copy of it on the GPU."""
-    import copy
     return module, copy.deepcopy(module).to(CUDA)
 
 
@@ -83,7 +84,6 @@ def test_dropin_on_cuda_matches_torch_nn_on_cuda(mode, fused, bidirectional):
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN"])
 def test_dropin_weights_are_flattened_for_cudnn(mode):
-    import warnings
     torch.manual_seed(0)
     kwargs = {"proj_size": 3} if mode == "LSTM" else {}
     ours = getattr(memnets, mode)(5, 7, num_layers=2, bidirectional=True, **kwargs)
