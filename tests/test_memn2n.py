@@ -73,6 +73,8 @@ def naive_memn2n(model: MemN2N, story, question, linear=False):
         else:
             H = model.H.detach()
             u = [sum(float(H[r, q]) * u[q] for q in range(d)) + o[r] for r in range(d)]
+        if model.nonlinearity == "relu":
+            u = [max(x, 0.0) for x in u]
         atts.append(p)
     logits = [sum(float(W[v, kk]) * u[kk] for kk in range(d)) for v in range(W.shape[0])]
     return logits, atts
@@ -111,12 +113,14 @@ def pad(examples):
 # empty memories need temporal encoding: without it they are all-zero slots
 @pytest.mark.parametrize("temporal,empty", [(True, False), (False, False), (True, True)])
 @pytest.mark.parametrize("linear", [False, True])
-def test_batched_forward_matches_naive_loop(encoding, pe_width, tying, temporal, linear, empty):
+@pytest.mark.parametrize("nonlinearity", [None, "relu"])
+def test_batched_forward_matches_naive_loop(encoding, pe_width, tying, temporal, linear, empty,
+                                            nonlinearity):
     torch.manual_seed(0)
     V = 13
     model = MemN2N(V, embed_dim=6, hops=3, memory_size=8, encoding=encoding,
                    temporal=temporal, tying=tying, empty_memories=empty,
-                   pe_width=pe_width).double()
+                   pe_width=pe_width, nonlinearity=nonlinearity).double()
     model.linear = linear
     model.eval()
     examples = random_examples(torch.Generator().manual_seed(1), 5, V)
@@ -225,6 +229,8 @@ def test_bad_shapes_raise_clear_errors():
               torch.ones(1, 1, dtype=torch.long))
     with pytest.raises(ValueError, match="tying"):
         MemN2N(5, tying="rnn")
+    with pytest.raises(ValueError, match=r"nonlinearity in \(None, 'relu'\), got 'tanh'"):
+        MemN2N(5, nonlinearity="tanh")
 
 
 def test_lstm_baseline_fused_and_generic_paths_agree():

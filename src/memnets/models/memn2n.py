@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 ENCODINGS = ("bow", "pe", "pe_centered")
 TYINGS = ("adjacent", "layerwise")
+NONLINEARITIES = (None, "relu")
 
 
 def position_encoding(lengths: Tensor, max_len: int, dim: int) -> Tensor:
@@ -50,14 +51,18 @@ class MemN2N(nn.Module):
         u^1 = \phi_B(q) \\
         m^k_i = \phi_{A^k}(x_i) + T^k_A(i), \quad c^k_i = \phi_{C^k}(x_i) + T^k_C(i) \\
         p^k_i = \mathrm{softmax}_i(u^{k\top} m^k_i), \quad o^k = \sum_i p^k_i c^k_i \\
-        u^{k+1} = u^k + o^k \;\;\text{(adjacent)}, \qquad
-        u^{k+1} = H u^k + o^k \;\;\text{(layer-wise)} \\
+        u^{k+1} = g(u^k + o^k) \;\;\text{(adjacent)}, \qquad
+        u^{k+1} = g(H u^k + o^k) \;\;\text{(layer-wise)} \\
         \hat a = \mathrm{softmax}(W u^{K+1})
 
     Tying. *Adjacent*: :math:`A^{k+1} = C^k`, :math:`B = A^1`, :math:`W^\top = C^K`
     (K + 1 embedding matrices), the same for :math:`T_A, T_C`. *Layer-wise*:
     :math:`A^k = A`, :math:`C^k = C` for all k, separate :math:`B` and :math:`W`,
     and a linear map :math:`H`.
+
+    :math:`g` is the identity (the paper's model) or, with ``nonlinearity="relu"``,
+    a ReLU after every hop (the last included), the ``add_nonlin`` option of
+    the authors' released code.
 
     Linear start (LS): with ``model.linear = True`` the softmax of every hop is
     removed (:math:`p^k_i = u^{k\top} m^k_i`); the final softmax stays.
@@ -100,6 +105,7 @@ class MemN2N(nn.Module):
             the story are empty sentences (only their temporal vector, index =
             slot, older than every sentence) that the attention may choose, as in
             the paper's fixed-size memory.  Off: padded slots are masked out.
+        nonlinearity: ``None`` (default, :math:`g` = identity) or ``"relu"``.
         pad_id: the id whose embedding is kept at zero.
 
     Implementation: a sentence's encoding is computed as two weighted bag sums
@@ -115,7 +121,8 @@ class MemN2N(nn.Module):
     def __init__(self, vocab_size: int, embed_dim: int = 20, hops: int = 3, *,
                  memory_size: int = 50, encoding: str = "pe", temporal: bool = True,
                  tying: str = "adjacent", random_noise: float = 0.0, init_std: float = 0.1,
-                 empty_memories: bool = False, pe_width: int | None = None, pad_id: int = 0):
+                 empty_memories: bool = False, pe_width: int | None = None,
+                 nonlinearity: str | None = None, pad_id: int = 0):
         super().__init__()
         if encoding not in ENCODINGS:
             raise ValueError(f"expected encoding in {ENCODINGS}, got {encoding!r}")
@@ -123,6 +130,8 @@ class MemN2N(nn.Module):
             raise ValueError(f"expected tying in {TYINGS}, got {tying!r}")
         if hops < 1:
             raise ValueError(f"expected hops >= 1, got {hops}")
+        if nonlinearity not in NONLINEARITIES:
+            raise ValueError(f"expected nonlinearity in {NONLINEARITIES}, got {nonlinearity!r}")
         if pe_width is not None and pe_width < 1:
             raise ValueError(f"expected pe_width None or >= 1, got {pe_width}")
         if not 0 <= random_noise < 1:
@@ -131,6 +140,7 @@ class MemN2N(nn.Module):
         self.memory_size, self.encoding, self.temporal = memory_size, encoding, temporal
         self.tying, self.random_noise, self.pad_id = tying, random_noise, pad_id
         self.init_std, self.empty_memories, self.pe_width = init_std, empty_memories, pe_width
+        self.nonlinearity = nonlinearity
         # linear start is part of the model's state, so a checkpoint resumes in the right mode
         self.register_buffer("linear_mode", torch.tensor(False))
         V, d = vocab_size, embed_dim
@@ -297,6 +307,8 @@ class MemN2N(nn.Module):
             c = c_words + F.embedding(tidx, self._TC(k)) if self.temporal else c_words
             o = torch.einsum("bm,bmd->bd", p, c)  # (B, d)
             u = (u @ self.H.T if self.tying == "layerwise" else u) + o
+            if self.nonlinearity == "relu":
+                u = torch.relu(u)
             attention.append(p)
             if self.tying == "adjacent":
                 m_words = c_words  # A^{k+1} = C^k
@@ -311,4 +323,5 @@ class MemN2N(nn.Module):
     def extra_repr(self) -> str:
         return (f"vocab_size={self.vocab_size}, embed_dim={self.embed_dim}, hops={self.hops}, "
                 f"encoding={self.encoding!r}, temporal={self.temporal}, tying={self.tying!r}, "
-                f"random_noise={self.random_noise}, pe_width={self.pe_width}")
+                f"random_noise={self.random_noise}, pe_width={self.pe_width}, "
+                f"nonlinearity={self.nonlinearity!r}")

@@ -92,7 +92,9 @@ class BabiModelConfig(ModelConfig):
     ``init_std``; ``pe_width``: ``sentence`` (J in the position encoding is
     each sentence's length, as the paper writes it) or ``max`` (one J for
     every sentence and question, the longest in the data, as the
-    authors' released code has it); ``batch_loss: sum`` (the paper's: gradients summed over the
+    authors' released code has it); ``nonlinearity``: ``none`` (the paper's
+    linear hops) or ``relu`` (a ReLU on the controller state after every hop, the
+    released code's ``add_nonlin``); ``batch_loss: sum`` (the paper's: gradients summed over the
     batch, which is what its lr 0.01 and clipping at norm 40 are sized for)
     or ``mean``; ``arch: lstm`` uses ``embed_dim``, ``cell``, ``hidden_size``,
     ``dropout`` and ``cell_options``.
@@ -112,6 +114,7 @@ class BabiModelConfig(ModelConfig):
     init_std: float = 0.1
     empty_memories: bool = False
     pe_width: Literal["sentence", "max"] = "sentence"
+    nonlinearity: Literal["none", "relu"] = "none"
     batch_loss: Literal["sum", "mean"] = "sum"
 
 
@@ -215,7 +218,8 @@ class BabiTask(Task):
                        encoding=config.encoding, temporal=config.temporal, tying=config.tying,
                        random_noise=config.random_noise, init_std=config.init_std,
                        empty_memories=config.empty_memories,
-                       pe_width=self._pe_width(config))
+                       pe_width=self._pe_width(config),
+                       nonlinearity=None if config.nonlinearity == "none" else config.nonlinearity)
         model.linear = config.linear_start
         model.ls_lr_scale = config.ls_lr_scale
         self._ls_best, self._ls_wait, self._ls_evals = math.inf, 0, 0
