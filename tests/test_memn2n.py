@@ -68,7 +68,7 @@ def naive_memn2n(model: MemN2N, story, question, linear=False):
             e = [math.exp(x - z) for x in s]
             p = [x / sum(e) for x in e]
         o = [sum(p[i] * c[i][kk] for i in range(slots)) for kk in range(d)]
-        if adj:
+        if adj and not model.hop_map:
             u = [a + b for a, b in zip(u, o)]
         else:
             H = model.H.detach()
@@ -109,18 +109,19 @@ def pad(examples):
 
 @pytest.mark.parametrize("encoding,pe_width", [("bow", None), ("pe", None), ("pe", 6),
                                                ("pe_centered", None), ("pe_centered", 6)])
-@pytest.mark.parametrize("tying", ["adjacent", "layerwise"])
+@pytest.mark.parametrize("tying,hop_map", [("adjacent", False), ("adjacent", True),
+                                            ("layerwise", False)])
 # empty memories need temporal encoding: without it they are all-zero slots
 @pytest.mark.parametrize("temporal,empty", [(True, False), (False, False), (True, True)])
 @pytest.mark.parametrize("linear", [False, True])
 @pytest.mark.parametrize("nonlinearity", [None, "relu"])
-def test_batched_forward_matches_naive_loop(encoding, pe_width, tying, temporal, linear, empty,
-                                            nonlinearity):
+def test_batched_forward_matches_naive_loop(encoding, pe_width, tying, hop_map, temporal, linear,
+                                            empty, nonlinearity):
     torch.manual_seed(0)
     V = 13
     model = MemN2N(V, embed_dim=6, hops=3, memory_size=8, encoding=encoding,
                    temporal=temporal, tying=tying, empty_memories=empty,
-                   pe_width=pe_width, nonlinearity=nonlinearity).double()
+                   pe_width=pe_width, nonlinearity=nonlinearity, hop_map=hop_map).double()
     model.linear = linear
     model.eval()
     examples = random_examples(torch.Generator().manual_seed(1), 5, V)

@@ -51,7 +51,8 @@ class MemN2N(nn.Module):
         u^1 = \phi_B(q) \\
         m^k_i = \phi_{A^k}(x_i) + T^k_A(i), \quad c^k_i = \phi_{C^k}(x_i) + T^k_C(i) \\
         p^k_i = \mathrm{softmax}_i(u^{k\top} m^k_i), \quad o^k = \sum_i p^k_i c^k_i \\
-        u^{k+1} = g(u^k + o^k) \;\;\text{(adjacent)}, \qquad
+        u^{k+1} = g(u^k + o^k) \;\;\text{(adjacent; } g(H u^k + o^k)
+        \text{ with hop\_map)}, \qquad
         u^{k+1} = g(H u^k + o^k) \;\;\text{(layer-wise)} \\
         \hat a = \mathrm{softmax}(W u^{K+1})
 
@@ -105,6 +106,9 @@ class MemN2N(nn.Module):
             the story are empty sentences (only their temporal vector, index =
             slot, older than every sentence) that the attention may choose, as in
             the paper's fixed-size memory.  Off: padded slots are masked out.
+        hop_map: with adjacent tying, also the linear map :math:`H` between
+            hops, one matrix for every hop (the released code's ``add_proj``);
+            layer-wise tying always has it.
         nonlinearity: ``None`` (default, :math:`g` = identity) or ``"relu"``.
         pad_id: the id whose embedding is kept at zero.
 
@@ -122,7 +126,7 @@ class MemN2N(nn.Module):
                  memory_size: int = 50, encoding: str = "pe", temporal: bool = True,
                  tying: str = "adjacent", random_noise: float = 0.0, init_std: float = 0.1,
                  empty_memories: bool = False, pe_width: int | None = None,
-                 nonlinearity: str | None = None, pad_id: int = 0):
+                 nonlinearity: str | None = None, hop_map: bool = False, pad_id: int = 0):
         super().__init__()
         if encoding not in ENCODINGS:
             raise ValueError(f"expected encoding in {ENCODINGS}, got {encoding!r}")
@@ -141,6 +145,7 @@ class MemN2N(nn.Module):
         self.tying, self.random_noise, self.pad_id = tying, random_noise, pad_id
         self.init_std, self.empty_memories, self.pe_width = init_std, empty_memories, pe_width
         self.nonlinearity = nonlinearity
+        self.hop_map = hop_map or tying == "layerwise"
         # linear start is part of the model's state, so a checkpoint resumes in the right mode
         self.register_buffer("linear_mode", torch.tensor(False))
         V, d = vocab_size, embed_dim
@@ -151,6 +156,8 @@ class MemN2N(nn.Module):
             if temporal:
                 self.time = nn.ParameterList([nn.Parameter(torch.empty(memory_size, d))
                                               for _ in range(hops + 1)])
+            if self.hop_map:
+                self.H = nn.Parameter(torch.empty(d, d))
         else:
             self.embed = nn.ParameterList([nn.Parameter(torch.empty(V, d))
                                            for _ in range(3)])  # B, A, C
@@ -306,7 +313,7 @@ class MemN2N(nn.Module):
             c_words = self._encode(story_bags, self._C(k))  # (B, M, d)
             c = c_words + F.embedding(tidx, self._TC(k)) if self.temporal else c_words
             o = torch.einsum("bm,bmd->bd", p, c)  # (B, d)
-            u = (u @ self.H.T if self.tying == "layerwise" else u) + o
+            u = (u @ self.H.T if self.hop_map else u) + o
             if self.nonlinearity == "relu":
                 u = torch.relu(u)
             attention.append(p)
@@ -324,4 +331,4 @@ class MemN2N(nn.Module):
         return (f"vocab_size={self.vocab_size}, embed_dim={self.embed_dim}, hops={self.hops}, "
                 f"encoding={self.encoding!r}, temporal={self.temporal}, tying={self.tying!r}, "
                 f"random_noise={self.random_noise}, pe_width={self.pe_width}, "
-                f"nonlinearity={self.nonlinearity!r}")
+                f"nonlinearity={self.nonlinearity!r}, hop_map={self.hop_map}")

@@ -94,7 +94,9 @@ class BabiModelConfig(ModelConfig):
     every sentence and question, the longest in the data, as the
     authors' released code has it); ``nonlinearity``: ``none`` (the paper's
     linear hops) or ``relu`` (a ReLU on the controller state after every hop, the
-    released code's ``add_nonlin``); ``batch_loss: sum`` (the paper's: gradients summed over the
+    released code's ``add_nonlin``); ``hop_map``: with adjacent tying, also a
+    linear map H between hops (the released code's ``add_proj``; layer-wise tying
+    always has one); ``batch_loss: sum`` (the paper's: gradients summed over the
     batch, which is what its lr 0.01 and clipping at norm 40 are sized for)
     or ``mean``; ``arch: lstm`` uses ``embed_dim``, ``cell``, ``hidden_size``,
     ``dropout`` and ``cell_options``.
@@ -115,6 +117,7 @@ class BabiModelConfig(ModelConfig):
     empty_memories: bool = False
     pe_width: Literal["sentence", "max"] = "sentence"
     nonlinearity: Literal["none", "relu"] = "none"
+    hop_map: bool = False
     batch_loss: Literal["sum", "mean"] = "sum"
 
 
@@ -219,7 +222,8 @@ class BabiTask(Task):
                        random_noise=config.random_noise, init_std=config.init_std,
                        empty_memories=config.empty_memories,
                        pe_width=self._pe_width(config),
-                       nonlinearity=None if config.nonlinearity == "none" else config.nonlinearity)
+                       nonlinearity=None if config.nonlinearity == "none" else config.nonlinearity,
+                       hop_map=config.hop_map)
         model.linear = config.linear_start
         model.ls_lr_scale = config.ls_lr_scale
         self._ls_best, self._ls_wait, self._ls_evals = math.inf, 0, 0
