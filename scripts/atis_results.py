@@ -10,8 +10,8 @@ figures are the test split at the checkpoint chosen on the dev split, in
 percent.  The best model is the run on the 4478/500/893 split with an intent
 head whose dev ``joint`` score -- the mean of dev slot F1 and dev intent
 accuracy, the score each joint run's trainer uses to choose its checkpoint --
-is highest; ties go to the higher dev slot F1.  The test set is not looked at
-to choose.
+is highest; ties go to the higher dev slot F1, then to the lower dev loss.
+The test set is not looked at to choose.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def main() -> None:
     args = ap.parse_args()
 
     rows = []
-    exact_dev: dict[str, tuple[float, float]] = {}
+    exact_dev: dict[str, tuple[float, float, float]] = {}
     for run in args.runs:
         cfg = yaml.safe_load((run / "config.yaml").read_text())
         res = json.loads((run / "results.json").read_text())
@@ -85,7 +85,7 @@ def main() -> None:
         test, dev = res.get("test", {}), res.get("dev", {})
         dev_f1 = dev.get("slot_f1", float("-inf"))
         dev_joint = (dev_f1 + dev["intent_accuracy"]) / 2 if "intent_accuracy" in dev else dev_f1
-        exact_dev[run.name] = (dev_joint, dev_f1)
+        exact_dev[run.name] = (dev_joint, dev_f1, -dev.get("loss", float("inf")))
         rows.append({
             "name": run.name,
             "recipe": recipe,
