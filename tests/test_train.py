@@ -94,6 +94,28 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     assert json.loads((cut / "results.json").read_text())["steps"] == 60
 
 
+def test_extending_a_finished_run_matches_a_longer_run(tmp_path):
+    """``--resume --set trainer.max_epochs=N`` on a finished run trains on to epoch N
+    exactly as a run given N epochs from the start; both count every epoch they ran."""
+    sets = TINY + ["trainer.max_steps=null", "trainer.eval_every=null",
+                   "trainer.deterministic=true", "schedule.name=step",
+                   "schedule.start_epoch=1", "schedule.step_size=1"]
+    ref = train(load_config("adding", sets + ["trainer.max_epochs=3"]), tmp_path / "ref",
+                quiet=True)
+    first = train(load_config("adding", sets + ["trainer.max_epochs=2"]), tmp_path / "ext",
+                  quiet=True)
+    assert first["epochs_completed"] == 2 and first["steps"] == 2 * 50
+    ext = train(load_config("adding", sets + ["trainer.max_epochs=3"]), tmp_path / "ext",
+                resume=True, quiet=True)
+    assert ref["epochs_completed"] == ext["epochs_completed"] == 3
+    assert ref["steps"] == ext["steps"] == 3 * 50
+    a, b = _weights(tmp_path / "ref"), _weights(tmp_path / "ext")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    rows = [json.loads(line) for line in (tmp_path / "ref" / "metrics.jsonl").open()]
+    assert [r["epoch"] for r in rows if r["split"] == "dev"] == [1, 2, 3]
+
+
 def test_atomic_checkpoint_write_survives_a_crash(tmp_path, monkeypatch):
     model = nn.Linear(3, 2)
     meta = {"step": 1}

@@ -343,6 +343,9 @@ class Trainer:
                 elif tc.eval_every is not None and prog.step % tc.eval_every != 0:
                     checkpoint()
                 continue
+            if prog.batch >= per_epoch:  # stopped on an epoch's last batch: it is complete
+                prog.epoch += 1
+                prog.batch = 0
             break
         if bar is not None:
             bar.close()
