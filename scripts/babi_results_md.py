@@ -73,8 +73,9 @@ def section(key: str, s: dict) -> str:
         f"Target: {TARGETS.get(key, '-')}.",
         "",
         f"Wall time of the reproduction: {s['wall_seconds']:.0f} s ({s['wall_seconds'] / 60:.1f} "
-        f"min) for {s['repeats']} run(s), on {s['machine']}, 1 thread "
-        "(OMP_NUM_THREADS=1), 2 cores shared with other jobs.",
+        f"min) summed over {s['repeats']} run(s), on {s['machine']}, 1 thread each "
+        "(OMP_NUM_THREADS=1), 2 cores shared with other jobs; runs that ran side by side "
+        "took less time from start to end than the sum.",
         "",
     ]
     if s.get("missing_tasks"):
