@@ -2,7 +2,8 @@
 
     python scripts/babi_results_md.py --explain-run runs/babi/en/seed0 --task 2 --task 16
 
-The notes section is kept from ``--notes FILE`` (Markdown) when given.
+The notes section comes from ``--notes FILE`` (Markdown) when given; without it,
+the ``## Notes`` section of the page being replaced is kept.
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="results/babi.md")
     p.add_argument("--explain-run")
     p.add_argument("--task", type=int, action="append", default=[])
-    p.add_argument("--notes", help="a Markdown file appended as the notes section")
+    p.add_argument("--notes", help="a Markdown file appended as the notes section "
+                   "(default: keep the notes of the page being replaced)")
     args = p.parse_args(argv)
     data = json.loads(Path(args.results).read_text())
     parts = ["# bAbI: end-to-end memory networks (Sukhbaatar et al. 2015)", "",
@@ -142,6 +144,8 @@ def main(argv=None) -> int:
         parts += [f"![task {t}](babi_attention_task{t}.png)" for t in args.task] + [""]
     if args.notes:
         parts += [Path(args.notes).read_text()]
+    elif Path(args.out).is_file() and "\n## Notes\n" in Path(args.out).read_text():
+        parts += ["## Notes\n" + Path(args.out).read_text().split("\n## Notes\n", 1)[1]]
     Path(args.out).write_text("\n".join(parts).rstrip() + "\n")
     print(f"wrote {args.out}")
     return 0
