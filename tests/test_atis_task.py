@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from memnets.cli import main as cli_main
-from memnets.config import load_config
+from memnets.config import ConfigError, load_config
 from memnets.data.atis import read_split
 from memnets.metrics.conlleval import slot_filling_scores
 from memnets.train import train
@@ -169,6 +169,49 @@ def test_task_metrics_equal_conlleval_on_the_predictions(tmp_path):
     ref = slot_filling_scores(gold, pred)
     assert metrics["slot_f1"] == pytest.approx(ref["slot_f1"])
     assert metrics["sentence_accuracy"] == pytest.approx(ref["sentence_accuracy"])
+
+
+def test_an_ensemble_directory_loads_predicts_and_evaluates(tmp_path, capsys):
+    """A directory listing member runs (as scripts/atis_ensemble.py writes it) is a run
+    for load_run, `memnets predict` and `memnets eval`: the members' TaggerEnsemble."""
+    import shutil
+
+    from memnets.models.tagger import TaggerEnsemble
+    from memnets.train import load_run
+
+    _write_home_corpus(tmp_path / "data", "seq")
+    runs = tmp_path / "runs"
+    for seed in (1, 2):
+        cfg = load_config("atis-joint", [
+            f"data.dir={tmp_path / 'data'}", "data.corpus=home", "model.hidden_size=16",
+            "model.word_dim=8", "model.char_dim=4", "model.char_filters=8",
+            "trainer.max_epochs=2", f"trainer.seed={seed}", *FAST,
+        ])
+        train(cfg, runs / f"s{seed}", quiet=True)
+    ens = runs / "ens"
+    ens.mkdir()
+    for name in ("config.yaml", "task.json"):
+        shutil.copy(runs / "s1" / name, ens / name)
+    # members named as the script records them, relative to another working folder
+    (ens / "results.json").write_text(json.dumps({"members": ["elsewhere/s1", "elsewhere/s2"]}))
+
+    _, task, model = load_run(ens, check_data=True)
+    assert isinstance(model, TaggerEnsemble) and len(model.members) == 2
+    direct = TaggerEnsemble([load_run(runs / s)[2] for s in ("s1", "s2")]).eval()
+    assert task.evaluate(model, "test", batch_size=16) == task.evaluate(direct, "test",
+                                                                        batch_size=16)
+    capsys.readouterr()
+    assert cli_main(["predict", str(ens), "turn off the lamp in the kitchen"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 8 and out[-1].startswith("intent: ")  # 7 words, the intent
+    assert cli_main(["eval", str(ens), "--split", "dev"]) == 0
+
+    (runs / "s2" / "task.json").write_text(json.dumps({"vocabs": {}}))
+    with pytest.raises(ConfigError, match="other vocabularies"):
+        load_run(ens)
+    shutil.rmtree(runs / "s2")
+    with pytest.raises(ConfigError, match="member run 'elsewhere/s2' not found"):
+        load_run(ens)
 
 
 # ---------------------------------------------------------------------------

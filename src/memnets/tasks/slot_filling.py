@@ -37,7 +37,7 @@ from memnets.data.atis import (
 )
 from memnets.data.paths import DataError
 from memnets.metrics.conlleval import ConllEval
-from memnets.models.tagger import SlotTagger, TaggerConfig
+from memnets.models.tagger import SlotTagger, TaggerConfig, TaggerEnsemble
 from memnets.tasks import register_task
 from memnets.tasks.base import ShardedBatches, StepOutput, Task, model_device
 
@@ -232,6 +232,11 @@ class SlotFillingTask(Task):
                           tags=list(v.tags.itos),
                           num_intents=0 if v.intents is None else len(v.intents),
                           intents=None if v.intents is None else list(v.intents.itos))
+
+    def build_ensemble(self, models: list[SlotTagger]) -> TaggerEnsemble:
+        """Members of one design decoding together (``memnets predict`` and ``eval``
+        on a directory written by ``scripts/atis_ensemble.py``)."""
+        return TaggerEnsemble(models)
 
     def step(self, model: SlotTagger, batch: SlotBatch, state=None) -> StepOutput:
         batch = batch.to(model_device(model))

@@ -86,6 +86,10 @@ def load_run(run_dir: str | Path, *, which: str = "best", device: str = "cpu",
 
     ``which`` is ``best`` (falls back to ``latest`` when the run kept no best)
     or ``latest``.  Reads ``config.yaml``, ``task.json`` and the weights only.
+
+    An ensemble directory (no checkpoint of its own; ``results.json`` lists
+    ``members``, as ``scripts/atis_ensemble.py`` writes it) loads every member
+    run and combines them with the task's ``build_ensemble``.
     """
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
@@ -94,7 +98,22 @@ def load_run(run_dir: str | Path, *, which: str = "best", device: str = "cpu",
     config = from_dict(yaml.safe_load(cfg_path.read_text()), source=str(cfg_path))
     task = make_task(config, check_data=check_data)
     task_json = run_dir / "task.json"
-    task.load_state_dict(json.loads(task_json.read_text()) if task_json.is_file() else {})
+    task_state = json.loads(task_json.read_text()) if task_json.is_file() else {}
+    task.load_state_dict(task_state)
+    members = _ensemble_members(run_dir)
+    if members is not None:
+        build = getattr(task, "build_ensemble", None)
+        if build is None:
+            raise ConfigError(f"{run_dir} is an ensemble of {len(members)} runs, but task "
+                              f"{config.task!r} cannot combine runs (no build_ensemble)")
+        models = []
+        for member in members:
+            state = json.loads((member / "task.json").read_text())
+            if state != task_state:
+                raise ConfigError(f"ensemble {run_dir}: member {member} was trained with other "
+                                  f"vocabularies or labels (its task.json differs)")
+            models.append(load_run(member, which=which, device=device)[2])
+        return config, task, build(models).eval()
     model = task.build_model(config.model).to(ddp.resolve_device(device))
     folder = read_pointer(run_dir, which) or read_pointer(run_dir, "latest")
     if folder is None:
@@ -102,6 +121,28 @@ def load_run(run_dir: str | Path, *, which: str = "best", device: str = "cpu",
     load_model_weights(model, folder / "model.safetensors")
     model.eval()
     return config, task, model
+
+
+def _ensemble_members(run_dir: Path) -> list[Path] | None:
+    """The member runs of an ensemble directory, or None for an ordinary run.
+
+    A member's path is taken as written, else beside the ensemble (the same
+    parent folder), so that a folder of runs can be moved as a whole."""
+    results = run_dir / "results.json"
+    if read_pointer(run_dir, "latest") is not None or not results.is_file():
+        return None
+    listed = json.loads(results.read_text()).get("members")
+    if not listed:
+        return None
+    found = []
+    for name in listed:
+        tries = [Path(name), run_dir.parent / Path(name).name]
+        hit = next((t for t in tries if (t / "config.yaml").is_file()), None)
+        if hit is None:
+            raise ConfigError(f"ensemble {run_dir}: member run {name!r} not found (looked in "
+                              + " and ".join(str(t) for t in tries) + ")")
+        found.append(hit)
+    return found
 
 
 def _better(a: float, b: float | None, higher: bool) -> bool:
