@@ -113,7 +113,7 @@ def load_run(run_dir: str | Path, *, which: str = "best", device: str = "cpu",
                 raise ConfigError(f"ensemble {run_dir}: member {member} was trained with other "
                                   f"vocabularies or labels (its task.json differs)")
             models.append(load_run(member, which=which, device=device)[2])
-        return config, task, build(models).eval()
+        return config, task, build(models).to(ddp.resolve_device(device)).eval()
     model = task.build_model(config.model).to(ddp.resolve_device(device))
     folder = read_pointer(run_dir, which) or read_pointer(run_dir, "latest")
     if folder is None:
