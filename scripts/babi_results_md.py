@@ -142,10 +142,11 @@ def main(argv=None) -> int:
                   + "`: the first test question of each task; `*` marks the supporting "
                   "facts, `<` each hop's largest weight.", "", "```", text.rstrip(), "```", ""]
         parts += [f"![task {t}](babi_attention_task{t}.png)" for t in args.task] + [""]
+    old_page = Path(args.out).read_text() if Path(args.out).is_file() else ""
     if args.notes:
         parts += [Path(args.notes).read_text()]
-    elif Path(args.out).is_file() and "\n## Notes\n" in Path(args.out).read_text():
-        parts += ["## Notes\n" + Path(args.out).read_text().split("\n## Notes\n", 1)[1]]
+    elif "\n## Notes\n" in old_page:
+        parts += ["## Notes\n" + old_page.split("\n## Notes\n", 1)[1]]
     Path(args.out).write_text("\n".join(parts).rstrip() + "\n")
     print(f"wrote {args.out}")
     return 0
