@@ -168,3 +168,46 @@ def test_training_on_cuda_resumes_and_loads_on_the_cpu(tmp_path, precision):
     assert resumed["steps"] == 40
     _, _, model = load_run(tmp_path, which="latest")  # a CUDA run loads where no GPU is
     assert all(p.device.type == "cpu" for p in model.parameters())
+
+
+def test_joint_tagger_and_its_ensemble_on_cuda_equal_the_cpu(tmp_path):
+    """The ATIS model (char CNN, BiLSTM, CRF, attention intent with parts) and an
+    ensemble of two runs loaded with ``load_run(device="cuda")`` score and decode on
+    the GPU as on the CPU (the averaged CRF lives on the device too)."""
+    import json
+    import shutil
+
+    from test_atis_task import FAST, _write_home_corpus
+
+    _write_home_corpus(tmp_path / "data", "seq")
+    runs = tmp_path / "runs"
+    for seed in (1, 2):
+        cfg = load_config("atis-joint", [
+            f"data.dir={tmp_path / 'data'}", "data.corpus=home", "model.hidden_size=16",
+            "model.word_dim=8", "model.char_dim=4", "model.char_filters=8",
+            "model.intent_parts='.'", "trainer.max_epochs=2", f"trainer.seed={seed}",
+            "trainer.device=cuda", *FAST,
+        ])
+        train(cfg, runs / f"s{seed}", quiet=True)
+    ens = runs / "ens"
+    ens.mkdir()
+    for name in ("config.yaml", "task.json"):
+        shutil.copy(runs / "s1" / name, ens / name)
+    (ens / "results.json").write_text(json.dumps({"members": ["s1", "s2"]}))
+    for run in (runs / "s1", ens):
+        _, task, cpu = load_run(run)
+        _, _, gpu = load_run(run, device="cuda")
+        assert all(p.device.type == "cuda" for p in gpu.parameters())
+        on_cpu = task.evaluate(cpu, "test", batch_size=16)
+        on_gpu = task.evaluate(gpu, "test", batch_size=16)
+        assert on_gpu.keys() == on_cpu.keys()
+        for key, value in on_cpu.items():
+            assert on_gpu[key] == pytest.approx(value, abs=1e-4), key
+        batch = task.collate(task.examples("test")[:16])
+        out_c = cpu(batch.words, batch.chars, batch.lengths)
+        g = batch.to(CUDA)
+        out_g = gpu(g.words, g.chars, g.lengths)
+        torch.testing.assert_close(out_g.emissions.cpu(), out_c.emissions, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out_g.intent_logits.cpu(), out_c.intent_logits,
+                                   atol=1e-5, rtol=1e-5)
+        assert gpu.decode(out_g, batch.lengths) == cpu.decode(out_c, batch.lengths)
