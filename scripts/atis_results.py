@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -73,7 +74,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--out", default="results/atis", help="path without suffix")
-    ap.add_argument("--command", default="", help="the command lines that trained the runs")
+    ap.add_argument("--command", default="",
+                    help="the command lines that trained the runs (default: this script's "
+                         "own command line; the training commands are in results/atis.md)")
     args = ap.parse_args()
 
     rows = []
@@ -113,14 +116,15 @@ def main() -> None:
     best = max(candidates, key=lambda r: exact_dev[r["name"]]) if candidates else None
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
-    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores visible, no GPU"
+    machine = (f"table made on {platform.machine()}, {os.cpu_count()} CPU cores visible; "
+               "where each run trained is in results/atis.md")
     out = {
         "best": None if best is None else {k: best[k] for k in (
             "model", "slot_f1", "intent_accuracy", "sentence_accuracy")} | {"run": best["name"]},
         "runs": rows,
         "git_commit": commit,
         "machine": machine,
-        "command": args.command,
+        "command": args.command or "python " + " ".join(sys.argv),
     }
     Path(args.out + ".json").write_text(json.dumps(out, indent=1) + "\n")
 

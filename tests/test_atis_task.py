@@ -265,3 +265,44 @@ def test_select_picks_the_main_metric():
     assert metrics["intent_accuracy"] == pytest.approx(75.0)
     assert metrics["joint"] == pytest.approx(67.5)
     assert metrics["sentence_accuracy"] == pytest.approx(25.0)
+
+
+def test_intent_error_table_counts_what_evaluate_counts(tmp_path, capsys, monkeypatch):
+    """scripts/atis_intent_errors.py: with --min-runs 1 its table lists every test
+    utterance some run gets wrong, and the 'wrong in' column adds up to the errors
+    that each run's intent accuracy implies."""
+    import importlib.util
+    import sys
+
+    from memnets.train import load_run
+
+    spec = importlib.util.spec_from_file_location(
+        "atis_intent_errors", REPO / "scripts" / "atis_intent_errors.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    _write_home_corpus(tmp_path / "data", "seq")
+    runs = [tmp_path / f"s{seed}" for seed in (1, 2)]
+    for seed, run in zip((1, 2), runs):
+        cfg = load_config("atis-joint", [
+            f"data.dir={tmp_path / 'data'}", "data.corpus=home", "model.hidden_size=8",
+            "model.word_dim=4", "model.char_dim=0", "trainer.max_epochs=1",
+            f"trainer.seed={seed}", *FAST,
+        ])
+        train(cfg, run, quiet=True)
+    errors = 0
+    for run in runs:
+        _, task, model = load_run(run)
+        n = len(task.examples("test"))
+        errors += round(n * (1 - task.evaluate(model, "test", batch_size=16)
+                                ["intent_accuracy"] / 100))
+    assert errors > 0, "the one-epoch runs are expected to make some intent errors"
+    out = tmp_path / "errors.md"
+    monkeypatch.setattr(sys, "argv", ["atis_intent_errors.py", *map(str, runs),
+                                      "--min-runs", "1", "--out", str(out)])
+    capsys.readouterr()
+    script.main()
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ")
+            and "/2 |" in line]
+    assert sum(int(r.split("|")[1].strip().split("/")[0]) for r in rows) == errors
+    assert out.read_text() == capsys.readouterr().out
