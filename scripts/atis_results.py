@@ -64,7 +64,8 @@ def describe(cfg: dict) -> str:
     if m.get("crf"):
         parts.append("CRF")
     if m.get("intent_pooling", "none") != "none":
-        parts.append(f"intent ({m['intent_pooling']}"
+        heads = m.get("intent_heads", 1)
+        parts.append(f"intent ({m['intent_pooling']}" + (f", {heads} heads" if heads > 1 else "")
                      + (f", parts split at {m['intent_parts']!r})" if m.get("intent_parts")
                         else ")"))
     return ", ".join(parts)

@@ -107,6 +107,8 @@ def test_jordan_posterior_tagger_against_equations():
         {"cell": "gru", "bidirectional": True, "num_layers": 2, "intent_pooling": "last"},
         {"cell": "lstm", "window": 2, "intent_pooling": "mean", "crf": True},
         {"cell": "elman", "intent_pooling": "max", "char_dim": 2},
+        {"cell": "lstm", "bidirectional": True, "intent_pooling": "attention",
+         "intent_heads": 3},
     ],
 )
 def test_batch_equals_each_utterance_alone(options):
@@ -138,6 +140,31 @@ def test_pooling_against_hand_computation():
     last = m._pool(h, valid, lengths)
     for i, n in enumerate(lengths.tolist()):
         assert torch.allclose(last[i], torch.cat([h[i, n - 1, :6], h[i, 0, 6:]]))
+
+
+def test_multi_head_attention_pooling_against_hand_computation():
+    """Each of the r heads pools with its own softmax over the valid steps; the
+    pooled vector is their concatenation, head by head."""
+    words, chars, lengths = _batch()
+    m = _model(cell="gru", bidirectional=True, intent_pooling="attention", intent_heads=3)
+    h, _ = m.encoder(context_window(m.embed(words), 0), lengths=lengths)
+    valid = torch.arange(5).unsqueeze(0) < lengths.unsqueeze(1)
+    pooled = m._pool(h, valid, lengths)
+    assert pooled.shape == (len(lengths), 3 * h.shape[2])
+    W, b, V = m.attention[0].weight, m.attention[0].bias, m.attention[2].weight  # V: (3, H)
+    for i, n in enumerate(lengths.tolist()):
+        for k in range(3):
+            scores = torch.stack([V[k] @ torch.tanh(W @ h[i, t] + b) for t in range(n)])
+            alpha = torch.softmax(scores, 0)
+            expected = (alpha.unsqueeze(1) * h[i, :n]).sum(0)
+            H = h.shape[2]
+            assert torch.allclose(pooled[i, k * H:(k + 1) * H], expected, atol=1e-6)
+    out = m(words, chars, lengths)
+    assert out.intent_logits.shape == (len(lengths), m.num_intents)
+    with pytest.raises(ValueError, match="expected intent_heads: 1 unless"):
+        TaggerConfig.from_dict({"intent_pooling": "max", "intent_heads": 2})
+    with pytest.raises(ValueError, match="expected intent_heads >= 1"):
+        TaggerConfig.from_dict({"intent_pooling": "attention", "intent_heads": 0})
 
 
 def test_loss_is_cross_entropy_plus_weighted_intent():

@@ -66,6 +66,12 @@ class TaggerConfig:
             ``B-x``/``I-x`` and at the start (read from the tag names).
         intent_pooling: ``none`` (slots only), ``last``, ``mean``, ``max`` or
             ``attention``.
+        intent_heads: with ``attention`` pooling, the number of attention
+            heads; each pools the encoder's outputs with its own weights and
+            the intent head reads their concatenation (Lin et al., "A
+            structured self-attentive sentence embedding", 2017, without
+            their penalty term), so that an intent resting on two cues ("fares"
+            and "ground transportation") can attend to both.
         intent_weight: weight of the intent loss against the slot loss.
         intent_parts: a separator (e.g. ``"#"``) that splits multi-intent labels
             into parts; then each intent's score also adds a score per part,
@@ -90,6 +96,7 @@ class TaggerConfig:
     crf: bool = False
     bio_constrained: bool = True
     intent_pooling: str = "none"
+    intent_heads: int = 1
     intent_weight: float = 1.0
     intent_parts: str = ""
 
@@ -117,7 +124,10 @@ class TaggerConfig:
             raise ValueError(
                 f"expected intent_pooling one of {POOLINGS}, got {self.intent_pooling!r}"
             )
-        for name in ("hidden_size", "num_layers", "word_dim"):
+        if self.intent_heads != 1 and self.intent_pooling != "attention":
+            raise ValueError(f"expected intent_heads: 1 unless intent_pooling is 'attention', "
+                             f"got {self.intent_heads} with {self.intent_pooling!r}")
+        for name in ("hidden_size", "num_layers", "word_dim", "intent_heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"expected {name} >= 1, got {getattr(self, name)}")
         if self.window < 0 or self.char_dim < 0:
@@ -198,7 +208,9 @@ class SlotTagger(nn.Module):
     where :math:`\mathrm{pool}` is the last states (the forward direction's last
     step and the backward direction's first), the mean, the elementwise max,
     or attention :math:`c = \sum_t \alpha_t h_t`,
-    :math:`\alpha = \mathrm{softmax}_t(v^\top \tanh(W_a h_t + b_a))`.
+    :math:`\alpha = \mathrm{softmax}_t(v^\top \tanh(W_a h_t + b_a))`; with
+    ``intent_heads`` = :math:`r` there are :math:`r` vectors :math:`v_1 \dots v_r`
+    and :math:`c = [c_1; \dots; c_r]`.
 
     The loss is the slot loss (per-word cross-entropy averaged over words, or
     the CRF negative log-likelihood averaged over utterances) plus
@@ -283,11 +295,14 @@ class SlotTagger(nn.Module):
         self.attention = None
         self.intent_head = self.intent_part_head = None
         if self.num_intents:
+            pooled_size = in_size
             if config.intent_pooling == "attention":
                 self.attention = nn.Sequential(
-                    nn.Linear(in_size, in_size), nn.Tanh(), nn.Linear(in_size, 1, bias=False)
+                    nn.Linear(in_size, in_size), nn.Tanh(),
+                    nn.Linear(in_size, config.intent_heads, bias=False)
                 )
-            self.intent_head = nn.Linear(in_size, self.num_intents)
+                pooled_size = in_size * config.intent_heads
+            self.intent_head = nn.Linear(pooled_size, self.num_intents)
             if config.intent_parts:
                 if intents is None or len(intents) != self.num_intents:
                     raise ValueError(f"expected the {self.num_intents} intent names for "
@@ -299,7 +314,7 @@ class SlotTagger(nn.Module):
                     for p in name.split(config.intent_parts):
                         member[k, index[p]] = 1.0
                 self.register_buffer("intent_membership", member, persistent=False)
-                self.intent_part_head = nn.Linear(in_size, len(parts), bias=False)
+                self.intent_part_head = nn.Linear(pooled_size, len(parts), bias=False)
 
     def _cell(self, input_size: int, **extra):
         c = self.config
@@ -341,9 +356,10 @@ class SlotTagger(nn.Module):
         if how == "max":
             return h.masked_fill(~valid.unsqueeze(2), float("-inf")).max(1).values
         if how == "attention":
-            score = self.attention(h).squeeze(2)  # (N, L)
-            alpha = score.masked_fill(~valid, float("-inf")).softmax(1)  # (N, L)
-            return (alpha.unsqueeze(2) * h).sum(1)  # (N, H_out)
+            score = self.attention(h)  # (N, L, heads)
+            alpha = score.masked_fill(~valid.unsqueeze(2), float("-inf")).softmax(1)
+            pooled = torch.einsum("nlk,nlh->nkh", alpha, h)  # (N, heads, H_out)
+            return pooled.flatten(1)  # (N, heads * H_out)
         # last: the forward direction's last valid step (and the backward one's first)
         idx = (lengths - 1).to(h.device)
         last = h[torch.arange(h.shape[0], device=h.device), idx]  # (N, H_out)
