@@ -11,6 +11,7 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 
 from memnets.cli import main as cli_main
 from memnets.config import ConfigError, load_config
@@ -124,6 +125,27 @@ def test_joint_recipe_trains_on_a_new_corpus_without_code_change(tmp_path, capsy
     assert out[8].split()[1] == "B-room"
     assert out[-1] == "intent: home.switch"
 
+    png = tmp_path / "attention.png"
+    assert cli_main(["predict", str(run), "--explain", "--top", "2", "--png", str(png),
+                     "please turn off the coffee machine in the garage"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["word", "slot", "attention"]
+    rows = [line.split() for line in out[1:10]]
+    assert [r[0] for r in rows] == words and rows[4][1] == "B-device"
+    assert sum(float(r[2]) for r in rows) == pytest.approx(1.0, abs=0.05)
+    assert out[10] == "intent: home.switch"
+    likely = out[11].removeprefix("likely intents: ").split(", ")
+    assert len(likely) == 2 and likely[0].split()[0] == "home.switch"
+    assert float(likely[0].split()[1]) >= float(likely[1].split()[1])
+    assert out[12] == f"attention map: {png}" and png.stat().st_size > 0
+
+    slots_only = load_config("atis-bilstm", [
+        f"data.dir={tmp_path / 'data'}", "data.corpus=home", "model.hidden_size=8",
+        "model.word_dim=4", "trainer.max_epochs=1", *FAST])
+    train(slots_only, tmp_path / "slots", quiet=True)
+    assert cli_main(["predict", str(tmp_path / "slots"), "--explain", "turn on the fan"]) == 2
+    assert "expected a run with an intent head" in capsys.readouterr().err
+
 
 def test_elman_recipe_trains_on_a_new_corpus_in_iob_layout(tmp_path):
     _write_home_corpus(tmp_path / "data", "iob")
@@ -204,6 +226,13 @@ def test_an_ensemble_directory_loads_predicts_and_evaluates(tmp_path, capsys):
     assert cli_main(["predict", str(ens), "turn off the lamp in the kitchen"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 8 and out[-1].startswith("intent: ")  # 7 words, the intent
+    png = tmp_path / "ens.png"
+    assert cli_main(["predict", str(ens), "--png", str(png), "turn off the lamp"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"attention map: {png}"
+    attention = model.intent_attention(*_one(task, "turn off the lamp"))
+    assert attention.shape == (1, 4, 2)  # one column per member (one head each)
+    torch.testing.assert_close(attention[..., 1:],
+                               direct.members[1].intent_attention(*_one(task, "turn off the lamp")))
     assert cli_main(["eval", str(ens), "--split", "dev"]) == 0
 
     (runs / "s2" / "task.json").write_text(json.dumps({"vocabs": {}}))
@@ -212,6 +241,14 @@ def test_an_ensemble_directory_loads_predicts_and_evaluates(tmp_path, capsys):
     shutil.rmtree(runs / "s2")
     with pytest.raises(ConfigError, match="member run 'elsewhere/s2' not found"):
         load_run(ens)
+
+
+def _one(task, text):
+    from memnets.data.atis import Utterance
+
+    words = tuple(text.split())
+    batch = task.collate([Utterance(words, ("O",) * len(words), None)])
+    return batch.words, batch.chars, batch.lengths
 
 
 # ---------------------------------------------------------------------------

@@ -161,6 +161,11 @@ def test_multi_head_attention_pooling_against_hand_computation():
             assert torch.allclose(pooled[i, k * H:(k + 1) * H], expected, atol=1e-6)
     out = m(words, chars, lengths)
     assert out.intent_logits.shape == (len(lengths), m.num_intents)
+    alpha = m.intent_attention(words, chars, lengths)  # what --explain shows
+    assert alpha.shape == (len(lengths), 5, 3)
+    assert torch.allclose(alpha.sum(1), torch.ones(len(lengths), 3, dtype=alpha.dtype))
+    assert not alpha[~valid].any()
+    assert torch.allclose(torch.einsum("nlk,nlh->nkh", alpha, h).flatten(1), pooled)
     with pytest.raises(ValueError, match="expected intent_heads: 1 unless"):
         TaggerConfig.from_dict({"intent_pooling": "max", "intent_heads": 2})
     with pytest.raises(ValueError, match="expected intent_heads >= 1"):

@@ -322,6 +322,32 @@ class SlotTagger(nn.Module):
                          **c.cell_options, **extra)
 
     def forward(self, words: Tensor, chars: Tensor | None, lengths: Tensor) -> TaggerOutput:
+        h, valid, lengths = self._encode(words, chars, lengths)
+        if self.posterior:  # h holds p(tag) at each step
+            emissions = torch.log(h.clamp_min(1e-12)) * valid.unsqueeze(2)  # (N, L, T)
+        else:
+            h = self.drop(h)
+            emissions = self.slot_head(h)  # (N, L, T)
+        intent = None
+        if self.intent_head is not None:
+            pooled = self._pool(h, valid, lengths)
+            intent = self.intent_head(pooled)  # (N, K)
+            if self.intent_part_head is not None:  # + the scores of each label's parts
+                intent = intent + self.intent_part_head(pooled) @ self.intent_membership.T
+        return TaggerOutput(emissions, intent)
+
+    @torch.no_grad()
+    def intent_attention(self, words: Tensor, chars: Tensor | None,
+                         lengths: Tensor) -> Tensor | None:
+        """The intent head's attention weights ``(N, L, heads)`` (zero at padding), or
+        None when the intent is not pooled by attention."""
+        if self.attention is None:
+            return None
+        h, valid, _ = self._encode(words, chars, lengths)
+        return self._alpha(h if self.posterior else self.drop(h), valid)
+
+    def _encode(self, words: Tensor, chars: Tensor | None, lengths: Tensor):
+        """Encoder outputs ``(N, L, H_out)``, the valid-step mask ``(N, L)`` and lengths."""
         N, L = words.shape
         lengths = torch.as_tensor(lengths, dtype=torch.long)
         valid = (torch.arange(L).unsqueeze(0) < lengths.unsqueeze(1)).to(words.device)  # (N, L)
@@ -336,18 +362,12 @@ class SlotTagger(nn.Module):
         e = self.drop(e) * valid.unsqueeze(2)
         x = context_window(e, self.config.window)  # (N, L, (2k+1) D)
         h, _ = self.encoder(x, lengths=lengths.cpu())  # (N, L, H_out); zero at padding
-        if self.posterior:  # h holds p(tag) at each step
-            emissions = torch.log(h.clamp_min(1e-12)) * valid.unsqueeze(2)  # (N, L, T)
-        else:
-            h = self.drop(h)
-            emissions = self.slot_head(h)  # (N, L, T)
-        intent = None
-        if self.intent_head is not None:
-            pooled = self._pool(h, valid, lengths)
-            intent = self.intent_head(pooled)  # (N, K)
-            if self.intent_part_head is not None:  # + the scores of each label's parts
-                intent = intent + self.intent_part_head(pooled) @ self.intent_membership.T
-        return TaggerOutput(emissions, intent)
+        return h, valid, lengths
+
+    def _alpha(self, h: Tensor, valid: Tensor) -> Tensor:
+        """Attention weights ``(N, L, heads)``: a softmax over the valid steps per head."""
+        score = self.attention(h)  # (N, L, heads)
+        return score.masked_fill(~valid.unsqueeze(2), float("-inf")).softmax(1)
 
     def _pool(self, h: Tensor, valid: Tensor, lengths: Tensor) -> Tensor:
         how = self.config.intent_pooling
@@ -356,8 +376,7 @@ class SlotTagger(nn.Module):
         if how == "max":
             return h.masked_fill(~valid.unsqueeze(2), float("-inf")).max(1).values
         if how == "attention":
-            score = self.attention(h)  # (N, L, heads)
-            alpha = score.masked_fill(~valid.unsqueeze(2), float("-inf")).softmax(1)
+            alpha = self._alpha(h, valid)  # (N, L, heads)
             pooled = torch.einsum("nlk,nlh->nkh", alpha, h)  # (N, heads, H_out)
             return pooled.flatten(1)  # (N, heads * H_out)
         # last: the forward direction's last valid step (and the backward one's first)
@@ -458,6 +477,16 @@ class TaggerEnsemble(nn.Module):
             probs = torch.stack([o.intent_logits.softmax(-1) for o in outs]).mean(0)  # (N, K)
             intent = torch.log(probs.clamp_min(1e-12))
         return TaggerOutput(emissions, intent)
+
+    @torch.no_grad()
+    def intent_attention(self, words: Tensor, chars: Tensor | None,
+                         lengths: Tensor) -> Tensor | None:
+        """Every member's attention weights side by side ``(N, L, members * heads)``,
+        or None when the members do not pool by attention."""
+        per_member = [m.intent_attention(words, chars, lengths) for m in self.members]
+        if any(a is None for a in per_member):
+            return None
+        return torch.cat(per_member, dim=2)
 
     loss = SlotTagger.loss
     decode = SlotTagger.decode

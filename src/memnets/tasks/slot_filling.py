@@ -298,6 +298,14 @@ class SlotFillingTask(Task):
             "print the intent: memnets predict RUN_DIR \"show me flights from boston to denver\""
         )
         parser.add_argument("text", nargs="+", help="the utterance (words separated by spaces)")
+        parser.add_argument("--explain", action="store_true",
+                            help="also print each word's weight in the intent's attention "
+                                 "(the mean over heads and ensemble members) and the most "
+                                 "likely intents with their probabilities")
+        parser.add_argument("--top", type=int, default=3,
+                            help="intents listed with --explain (default 3)")
+        parser.add_argument("--png", help="write the intent attention (words across, each "
+                                          "head and member down) to this PNG file")
         return parser
 
     def predict(self, model: SlotTagger, args: list[str]) -> str:
@@ -313,6 +321,73 @@ class SlotFillingTask(Task):
         tags, intents = self.decode(model, out, batch)
         width = max(len(w) for w in words)
         lines = [f"{w:<{width}}  {t}" for w, t in zip(words, tags[0])]
+        explain = ns.explain or ns.png
+        if explain and intents[0] is None:
+            raise ValueError("expected a run with an intent head for --explain/--png; "
+                             "this one tags slots only")
+        attention = None
+        if explain:
+            attention = model.intent_attention(batch.words, batch.chars, batch.lengths)
+            if attention is None:
+                raise ValueError(f"expected a run whose intent is pooled by attention for "
+                                 f"--explain/--png, got intent_pooling="
+                                 f"{model.config.intent_pooling!r}")
+            attention = attention[0].cpu()  # (L, members * heads)
+        if ns.explain:
+            tag_width = max(len(t) for t in tags[0])
+            mean = attention.mean(1)
+            lines = [f"{w:<{width}}  {t:<{tag_width}}  {a:.2f}"
+                     for w, t, a in zip(words, tags[0], mean.tolist())]
+            lines.insert(0, f"{'word':<{width}}  {'slot':<{tag_width}}  attention")
         if intents[0] is not None:
             lines.append(f"intent: {intents[0]}")
+        if ns.explain:
+            probs = out.intent_logits[0].softmax(-1).cpu()
+            top = probs.topk(min(max(ns.top, 1), len(probs)))
+            names = self.vocabs.intents.decode(top.indices.tolist())
+            lines.append("likely intents: " + ", ".join(
+                f"{n} {p:.3f}" for n, p in zip(names, top.values.tolist())))
+        if ns.png:
+            heads = model.config.intent_heads
+            members = attention.shape[1] // heads
+            rows = [(f"member {m + 1}" if members > 1 else "")
+                    + (" " if members > 1 and heads > 1 else "")
+                    + (f"head {k + 1}" if heads > 1 or members == 1 else "")
+                    for m in range(members) for k in range(heads)]
+            path = intent_attention_heatmap(words, attention, ns.png, rows=rows,
+                                            title=f"intent: {intents[0]}")
+            lines.append(f"attention map: {path}")
         return "\n".join(lines)
+
+
+def intent_attention_heatmap(words: list[str], attention, path, *, rows=None,
+                             title: str = ""):
+    """Write a PNG: words across, one row per attention head (and ensemble member),
+    named by ``rows``; colour = the weight of the word in that head's pooling."""
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    L, R = attention.shape
+    fig, ax = plt.subplots(figsize=(2 + 0.7 * L, 1.3 + 0.35 * R))
+    im = ax.imshow(attention.T.numpy(), cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(L), words, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(R), rows or [f"head {r + 1}" for r in range(R)], fontsize=8)
+    if R <= 12 and L <= 30:
+        for r in range(R):
+            for t in range(L):
+                v = float(attention[t, r])
+                ax.text(t, r, f"{v:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if v > 0.5 else "black")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
