@@ -193,6 +193,29 @@ def test_task_metrics_equal_conlleval_on_the_predictions(tmp_path):
     assert metrics["sentence_accuracy"] == pytest.approx(ref["sentence_accuracy"])
 
 
+def train_home_ensemble(root: Path, members: list[str], extra: tuple[str, ...] = ()) -> Path:
+    """Two small atis-joint runs (seeds 1, 2) on the home corpus in ``root/runs/s1``
+    and ``s2``, and an ensemble directory ``root/runs/ens`` listing them under the
+    names ``members`` (as scripts/atis_ensemble.py records them)."""
+    import shutil
+
+    _write_home_corpus(root / "data", "seq")
+    runs = root / "runs"
+    for seed in (1, 2):
+        cfg = load_config("atis-joint", [
+            f"data.dir={root / 'data'}", "data.corpus=home", "model.hidden_size=16",
+            "model.word_dim=8", "model.char_dim=4", "model.char_filters=8",
+            "trainer.max_epochs=2", f"trainer.seed={seed}", *FAST, *extra,
+        ])
+        train(cfg, runs / f"s{seed}", quiet=True)
+    ens = runs / "ens"
+    ens.mkdir()
+    for name in ("config.yaml", "task.json"):
+        shutil.copy(runs / "s1" / name, ens / name)
+    (ens / "results.json").write_text(json.dumps({"members": members}))
+    return ens
+
+
 def test_an_ensemble_directory_loads_predicts_and_evaluates(tmp_path, capsys):
     """A directory listing member runs (as scripts/atis_ensemble.py writes it) is a run
     for load_run, `memnets predict` and `memnets eval`: the members' TaggerEnsemble."""
@@ -201,21 +224,9 @@ def test_an_ensemble_directory_loads_predicts_and_evaluates(tmp_path, capsys):
     from memnets.models.tagger import TaggerEnsemble
     from memnets.train import load_run
 
-    _write_home_corpus(tmp_path / "data", "seq")
-    runs = tmp_path / "runs"
-    for seed in (1, 2):
-        cfg = load_config("atis-joint", [
-            f"data.dir={tmp_path / 'data'}", "data.corpus=home", "model.hidden_size=16",
-            "model.word_dim=8", "model.char_dim=4", "model.char_filters=8",
-            "trainer.max_epochs=2", f"trainer.seed={seed}", *FAST,
-        ])
-        train(cfg, runs / f"s{seed}", quiet=True)
-    ens = runs / "ens"
-    ens.mkdir()
-    for name in ("config.yaml", "task.json"):
-        shutil.copy(runs / "s1" / name, ens / name)
     # members named as the script records them, relative to another working folder
-    (ens / "results.json").write_text(json.dumps({"members": ["elsewhere/s1", "elsewhere/s2"]}))
+    ens = train_home_ensemble(tmp_path, ["elsewhere/s1", "elsewhere/s2"])
+    runs = ens.parent
 
     _, task, model = load_run(ens, check_data=True)
     assert isinstance(model, TaggerEnsemble) and len(model.members) == 2

@@ -174,26 +174,11 @@ def test_joint_tagger_and_its_ensemble_on_cuda_equal_the_cpu(tmp_path):
     """The ATIS model (char CNN, BiLSTM, CRF, attention intent with parts) and an
     ensemble of two runs loaded with ``load_run(device="cuda")`` score and decode on
     the GPU as on the CPU (the averaged CRF lives on the device too)."""
-    import json
-    import shutil
+    from test_atis_task import train_home_ensemble
 
-    from test_atis_task import FAST, _write_home_corpus
-
-    _write_home_corpus(tmp_path / "data", "seq")
-    runs = tmp_path / "runs"
-    for seed in (1, 2):
-        cfg = load_config("atis-joint", [
-            f"data.dir={tmp_path / 'data'}", "data.corpus=home", "model.hidden_size=16",
-            "model.word_dim=8", "model.char_dim=4", "model.char_filters=8",
-            "model.intent_parts='.'", "trainer.max_epochs=2", f"trainer.seed={seed}",
-            "trainer.device=cuda", *FAST,
-        ])
-        train(cfg, runs / f"s{seed}", quiet=True)
-    ens = runs / "ens"
-    ens.mkdir()
-    for name in ("config.yaml", "task.json"):
-        shutil.copy(runs / "s1" / name, ens / name)
-    (ens / "results.json").write_text(json.dumps({"members": ["s1", "s2"]}))
+    ens = train_home_ensemble(tmp_path, ["s1", "s2"],
+                              ("model.intent_parts='.'", "trainer.device=cuda"))
+    runs = ens.parent
     for run in (runs / "s1", ens):
         _, task, cpu = load_run(run)
         _, _, gpu = load_run(run, device="cuda")

@@ -436,10 +436,7 @@ def attention_table(story: list, attention: Tensor, *, question: str = "",
 def attention_heatmap(story: list, attention: Tensor, path: str | Path, *, title: str = "",
                       supporting: tuple[int, ...] = ()) -> Path:
     """Write a heatmap PNG: sentences down, hops across, colour = attention weight."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from memnets.train.plots import weight_heatmap
 
     sents = [" ".join(s) if not isinstance(s, str) else s for s in story]
     if attention.shape[1] > len(sents):  # the model's empty memories, summed
@@ -448,22 +445,6 @@ def attention_heatmap(story: list, attention: Tensor, path: str | Path, *, title
         sents = sents + ["(empty memories)"]
     sents = [("* " if i in supporting else "") + s for i, s in enumerate(sents)]
     K, M = attention.shape
-    fig, ax = plt.subplots(figsize=(3 + 0.9 * K + 0.09 * max(len(s) for s in sents),
-                                    1.2 + 0.32 * M))
-    im = ax.imshow(attention.T.numpy(), cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(K), [f"hop {k + 1}" for k in range(K)])
-    ax.set_yticks(range(M), sents, fontsize=8)
-    for k in range(K):
-        for i in range(M):
-            v = float(attention[k, i])
-            ax.text(k, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if v > 0.5 else "black")
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.04)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    size = (3 + 0.9 * K + 0.09 * max(len(s) for s in sents), 1.2 + 0.32 * M)
+    return weight_heatmap(attention.T, path, columns=[f"hop {k + 1}" for k in range(K)],
+                          rows=sents, title=title, size=size)

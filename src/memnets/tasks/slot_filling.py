@@ -364,30 +364,10 @@ def intent_attention_heatmap(words: list[str], attention, path, *, rows=None,
                              title: str = ""):
     """Write a PNG: words across, one row per attention head (and ensemble member),
     named by ``rows``; colour = the weight of the word in that head's pooling."""
-    from pathlib import Path
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from memnets.train.plots import weight_heatmap
 
     L, R = attention.shape
-    fig, ax = plt.subplots(figsize=(2 + 0.7 * L, 1.3 + 0.35 * R))
-    im = ax.imshow(attention.T.numpy(), cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(L), words, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(R), rows or [f"head {r + 1}" for r in range(R)], fontsize=8)
-    if R <= 12 and L <= 30:
-        for r in range(R):
-            for t in range(L):
-                v = float(attention[t, r])
-                ax.text(t, r, f"{v:.2f}", ha="center", va="center", fontsize=6,
-                        color="white" if v > 0.5 else "black")
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.04)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return weight_heatmap(attention.T, path, columns=words,
+                          rows=rows or [f"head {r + 1}" for r in range(R)], title=title,
+                          size=(2 + 0.7 * L, 1.3 + 0.35 * R), rotate_columns=True,
+                          annotate=R <= 12 and L <= 30)

@@ -1,5 +1,6 @@
-"""Plots of runs: learning curves (``memnets plot``/``compare``) and gradient norms
-over time (``memnets plot-gradients``).  Uses matplotlib's Agg backend (no display).
+"""Plots of runs: learning curves (``memnets plot``/``compare``), gradient norms
+over time (``memnets plot-gradients``) and attention heatmaps (the tasks'
+``predict --png``).  Uses matplotlib's Agg backend (no display).
 """
 
 from __future__ import annotations
@@ -76,6 +77,37 @@ def plot_gradient_norms(curves: dict[str, list[float]], out: Path, *, title: str
     ax.set_ylabel(r"$\|\partial L / \partial h_t\|$ (batch mean)")
     ax.set_title(title or "gradient of the loss with respect to the hidden state")
     return _finish(fig, ax, out)
+
+
+def weight_heatmap(weights, out: Path, *, columns: list[str], rows: list[str],
+                   title: str = "", size: tuple[float, float], rotate_columns: bool = False,
+                   annotate: bool = True) -> Path:
+    """Weights in [0, 1] as a PNG: ``weights[r, c]`` in row ``rows[r]``, column
+    ``columns[c]``, blue for large; each cell's value written in it when ``annotate``."""
+    values = weights.detach().cpu().float().numpy() if hasattr(weights, "detach") else weights
+    R, C = values.shape
+    fig, ax = plt.subplots(figsize=size)
+    im = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    if rotate_columns:
+        ax.set_xticks(range(C), columns, rotation=45, ha="right", fontsize=8)
+    else:
+        ax.set_xticks(range(C), columns)
+    ax.set_yticks(range(R), rows, fontsize=8)
+    if annotate:
+        for r in range(R):
+            for c in range(C):
+                v = float(values[r, c])
+                ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if v > 0.5 else "black")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
 
 
 def _finish(fig, ax, out: Path) -> Path:
