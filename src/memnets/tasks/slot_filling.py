@@ -348,26 +348,18 @@ class SlotFillingTask(Task):
             lines.append("likely intents: " + ", ".join(
                 f"{n} {p:.3f}" for n, p in zip(names, top.values.tolist())))
         if ns.png:
+            from memnets.train.plots import weight_heatmap  # matplotlib only when asked
+
             heads = model.config.intent_heads
             members = attention.shape[1] // heads
-            rows = [(f"member {m + 1}" if members > 1 else "")
-                    + (" " if members > 1 and heads > 1 else "")
-                    + (f"head {k + 1}" if heads > 1 or members == 1 else "")
+            rows = [" ".join(([f"member {m + 1}"] if members > 1 else [])
+                             + ([f"head {k + 1}"] if heads > 1 or members == 1 else []))
                     for m in range(members) for k in range(heads)]
-            path = intent_attention_heatmap(words, attention, ns.png, rows=rows,
-                                            title=f"intent: {intents[0]}")
+            L, R = attention.shape
+            path = weight_heatmap(attention.T, ns.png, columns=words, rows=rows,
+                                  title=f"intent: {intents[0]}",
+                                  size=(2 + 0.7 * L, 1.3 + 0.35 * R), rotate_columns=True,
+                                  annotate=R <= 12 and L <= 30)
             lines.append(f"attention map: {path}")
         return "\n".join(lines)
 
-
-def intent_attention_heatmap(words: list[str], attention, path, *, rows=None,
-                             title: str = ""):
-    """Write a PNG: words across, one row per attention head (and ensemble member),
-    named by ``rows``; colour = the weight of the word in that head's pooling."""
-    from memnets.train.plots import weight_heatmap
-
-    L, R = attention.shape
-    return weight_heatmap(attention.T, path, columns=words,
-                          rows=rows or [f"head {r + 1}" for r in range(R)], title=title,
-                          size=(2 + 0.7 * L, 1.3 + 0.35 * R), rotate_columns=True,
-                          annotate=R <= 12 and L <= 30)

@@ -84,7 +84,7 @@ def weight_heatmap(weights, out: Path, *, columns: list[str], rows: list[str],
                    annotate: bool = True) -> Path:
     """Weights in [0, 1] as a PNG: ``weights[r, c]`` in row ``rows[r]``, column
     ``columns[c]``, blue for large; each cell's value written in it when ``annotate``."""
-    values = weights.detach().cpu().float().numpy() if hasattr(weights, "detach") else weights
+    values = weights.detach().cpu().float().numpy()
     R, C = values.shape
     fig, ax = plt.subplots(figsize=size)
     im = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
