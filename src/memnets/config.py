@@ -39,9 +39,9 @@ from typing import Any, Literal
 
 import yaml
 
+from memnets.errors import ConfigError  # re-exported: memnets.config.ConfigError
 
-class ConfigError(ValueError):
-    """A recipe or override is invalid (the command line exits with status 2)."""
+
 
 
 # --------------------------------------------------------------------------- sections

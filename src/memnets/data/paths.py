@@ -15,11 +15,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from memnets.errors import DataError  # re-exported: memnets.data.DataError
+
 ENV_VAR = "MEMNETS_DATA"
 
 
-class DataError(RuntimeError):
-    """A dataset file or folder is missing or malformed (exit status 1)."""
 
 
 def repo_root() -> Path | None:

@@ -23,6 +23,7 @@ from torch import nn
 
 from memnets.config import Config, ConfigError, dump_config, from_dict
 from memnets.data.paths import DataError, data_root
+from memnets.errors import CheckpointError, TrainingError
 from memnets.tasks import get_task
 from memnets.tasks.base import Task, add_stats, all_reduce_stats, detach_state
 from memnets.train import distributed as ddp
@@ -43,8 +44,6 @@ from memnets.train.logs import MetricsLogger, format_metrics
 from memnets.train.optim import LRSchedule, build_optimizer, set_lr
 
 
-class TrainingError(RuntimeError):
-    """Training cannot go on (a NaN loss, a broken run directory); exit status 1."""
 
 
 @dataclass
