@@ -66,8 +66,9 @@ def test_usage_errors_exit_2(capsys):
 
 def test_missing_data_exits_1_with_one_line(tmp_path, capsys):
     p = tmp_path / "r.yaml"  # a task that reads files (defined in test_train.py)
-    p.write_text(f"task: 'test_train:FilesTask'\ndata: {{dir: {tmp_path / 'nowhere'}}}\n")
-    assert main(["train", str(p), "--quiet", "--out", str(tmp_path / "run")]) == 1
+    p.write_text(f"task: test_files\ndata: {{dir: {tmp_path / 'nowhere'}}}\n")
+    assert main(["--task-module", "test_train", "train", str(p), "--quiet",
+                 "--out", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nowhere does not exist" in err
 

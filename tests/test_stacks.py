@@ -317,3 +317,31 @@ def test_parameter_count_matches_paper(name, cls, options):
     H_in, H, K = 7, 5, 3
     layer = make_stack(name, input_size=H_in, hidden_size=H, num_layers=K, **options)
     assert sum(p.numel() for p in layer.parameters()) == _paper_count(name, options, H_in, H, K)
+
+
+def test_stacked_dropout_between_designs_is_on_in_training_only():
+    """``Stacked(..., dropout=)`` over two designs: eval mode is deterministic and equals
+    the stack without dropout; training mode draws a new mask at each call."""
+
+    def build(dropout):
+        torch.manual_seed(0)
+        return Stacked([make_stack("depth_gated", input_size=3, hidden_size=4, num_layers=2),
+                        make_stack("grid_lstm", input_size=4, hidden_size=4, num_layers=2)],
+                       dropout=dropout).double()
+
+    stack, plain = build(0.5), build(0.0)
+    plain.load_state_dict(stack.state_dict())
+    x = torch.randn(6, 2, 3, dtype=D)
+    lengths = [6, 4]
+    stack.eval()
+    a, _ = stack(x, lengths=lengths)
+    b, _ = stack(x, lengths=lengths)
+    ref, _ = plain.eval()(x, lengths=lengths)
+    torch.testing.assert_close(a, ref, rtol=0, atol=0)
+    torch.testing.assert_close(b, ref, rtol=0, atol=0)
+    stack.train()
+    torch.manual_seed(1)
+    c, _ = stack(x, lengths=lengths)
+    d, _ = stack(x, lengths=lengths)
+    assert not torch.allclose(c, ref) and not torch.allclose(c, d)
+    assert (c[4:, 1] == 0).all()  # padding stays zero with dropout on

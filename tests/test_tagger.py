@@ -302,3 +302,21 @@ def test_intent_parts_add_a_shared_score_per_part():
         torch.testing.assert_close(out.intent_logits[:, k], want)
     with pytest.raises(ValueError, match="expected the 4 intent names"):
         SlotTagger(cfg, num_words=12, num_chars=9, tags=TAGS, num_intents=4)
+
+
+def test_word_dropout_is_on_in_training_only():
+    """``word_dropout`` replaces words by ``<unk>`` while training; in eval mode the
+    tagger is deterministic and equals the same weights without word dropout."""
+    m = _model(cell="lstm", word_dropout=0.5, intent_pooling="mean")
+    plain = _model(cell="lstm", intent_pooling="mean")
+    plain.load_state_dict(m.state_dict())
+    batch = _batch()
+    a, b, ref = m(*batch), m(*batch), plain(*batch)
+    for x, y in ((a, ref), (b, ref)):
+        torch.testing.assert_close(x.emissions, y.emissions, rtol=0, atol=0)
+        torch.testing.assert_close(x.intent_logits, y.intent_logits, rtol=0, atol=0)
+    m.train()
+    torch.manual_seed(1)
+    c, d = m(*batch), m(*batch)
+    assert not torch.allclose(c.emissions, ref.emissions)
+    assert not torch.allclose(c.emissions, d.emissions)

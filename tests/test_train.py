@@ -20,6 +20,7 @@ from torch import nn
 
 from memnets.config import DataConfig, ScheduleConfig, from_dict, load_config
 from memnets.data import DataError
+from memnets.errors import CheckpointError
 from memnets.tasks import StepOutput, Task, register_task, to_device
 from memnets.tasks.base import model_device
 from memnets.tasks.memory import AddingTask
@@ -35,6 +36,7 @@ TINY = ["data.T=12", "data.train_size=400", "data.dev_size=40", "data.test_size=
         "trainer.progress=false", "trainer.tensorboard=false"]
 
 
+@register_task("test_slow_adding")
 class SlowAdding(AddingTask):
     """The adding task, slowed down so that a test can kill it mid-run."""
 
@@ -48,16 +50,17 @@ def _weights(run_dir: Path, which: str = "latest") -> dict:
 
 
 def _env():
-    # the tests' folder (for test_train:SlowAdding) before whatever path finds memnets
+    # the tests' folder (for --task-module test_train) before whatever path finds memnets
     path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)
     return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
 
 
 def _train_cmd(out: Path, extra: list[str]) -> list[str]:
-    sets = TINY + ["task=test_train:SlowAdding", "trainer.max_steps=60", "trainer.max_epochs=3",
+    sets = TINY + ["task=test_slow_adding", "trainer.max_steps=60", "trainer.max_epochs=3",
                    "trainer.checkpoint_every=5", "trainer.eval_every=30",
                    "trainer.deterministic=true"] + extra
-    cmd = [PYTHON, "-m", "memnets", "train", "adding", "--out", str(out), "--quiet"]
+    cmd = [PYTHON, "-m", "memnets", "--task-module", "test_train", "train", "adding",
+           "--out", str(out), "--quiet"]
     for s in sets:
         cmd += ["--set", s]
     return cmd
@@ -277,7 +280,7 @@ def test_pack_tree_round_trip():
     back = ckpt.unpack_tree(spec, tensors)
     assert isinstance(back[0], LSTMState) and torch.equal(back[0].c, state[0].c)
     assert back[1][1] is None and back[2] == {"a": 1.5}
-    with pytest.raises(ValueError, match="outside memnets"):
+    with pytest.raises(CheckpointError, match="not a registered recurrent state"):
         ckpt.unpack_tree({"nt": "os:system", "items": []}, {})
 
 

@@ -66,7 +66,7 @@ def _summary_table(rows: list[dict], main: str) -> str:
 
 
 def cmd_train(args) -> int:
-    from memnets.config import apply_overrides, from_dict, load_config
+    from memnets.config import apply_overrides, from_dict, load_config, read_yaml_file
     from memnets.train import train
 
     if args.resume:
@@ -74,10 +74,8 @@ def cmd_train(args) -> int:
         cfg_file = out / "config.yaml"
         if not cfg_file.is_file():
             raise UsageError(f"--resume: {out} is not a run directory (no config.yaml)")
-        import yaml
-
-        raw = apply_overrides(yaml.safe_load(cfg_file.read_text()), args.set)
-        config = from_dict(raw, source=str(cfg_file))
+        raw = apply_overrides(read_yaml_file(cfg_file, "run's config"), args.set)
+        config = from_dict(raw, source=str(cfg_file))  # checked before anything is written
     else:
         config = load_config(args.recipe, args.set)
         if not args.out and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -102,6 +100,7 @@ def cmd_train(args) -> int:
 
 def cmd_eval(args) -> int:
     from memnets.train import load_run
+    from memnets.train.checkpoint import json_safe
 
     config, task, model = load_run(args.run_dir, which=args.checkpoint, device=args.device,
                                    check_data=True)
@@ -110,7 +109,7 @@ def cmd_eval(args) -> int:
                          f"got {args.split!r}")
     bs = config.data.eval_batch_size or config.data.batch_size
     metrics = task.evaluate(model, args.split, batch_size=bs)
-    print(json.dumps({"split": args.split, **metrics}, indent=1))
+    print(json.dumps(json_safe({"split": args.split, **metrics}), indent=1))
     return EXIT_OK
 
 
@@ -179,9 +178,12 @@ def cmd_compare(args) -> int:
     for cell, config in zip(cells, configs):
         if args.quiet:
             config.trainer.progress = False
+        run_dir = out / cell
+        resume = _reusable_run(run_dir, config, args.device)
+    for cell, config in zip(cells, configs):
         print(f"== {cell} ==", flush=True)
         run_dir = out / cell
-        resume = (run_dir / "checkpoints" / "latest.json").exists()
+        resume = _reusable_run(run_dir, config, args.device)
         results.append(train(config, run_dir, resume=resume, device=args.device,
                              quiet=args.quiet))
     main = results[0]["main_metric"]
@@ -194,6 +196,36 @@ def cmd_compare(args) -> int:
     print(table)
     print(f"learning curves: {png}")
     return EXIT_OK
+
+
+# fields that do not change what a run computes
+_PRESENTATION = {("trainer", "progress"), ("trainer", "tensorboard"), ("trainer", "device")}
+
+
+def _reusable_run(run_dir: Path, config, device: str | None) -> bool:
+    """Whether ``run_dir`` holds a run of exactly ``config`` (to resume or reuse);
+    False when it holds none.  A run of other settings is a :class:`UsageError`
+    naming the fields that differ."""
+    from memnets.train.checkpoint import find_latest
+    from memnets.train.trainer import read_run_config
+
+    if find_latest(run_dir)[0] is None:
+        return False
+    have, want = read_run_config(run_dir).to_dict(), config.to_dict()
+    diff = []
+    for section in sorted(set(have) | set(want)):
+        a, b = have.get(section), want.get(section)
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                if (section, k) not in _PRESENTATION and a.get(k) != b.get(k):
+                    diff.append(f"{section}.{k} ({_fmt(a.get(k))} there, {_fmt(b.get(k))} asked)")
+        elif a != b:
+            diff.append(f"{section} ({_fmt(a)} there, {_fmt(b)} asked)")
+    if diff:
+        raise UsageError(f"{run_dir} holds a run with other settings: {'; '.join(diff[:6])}"
+                         f"{'; ...' if len(diff) > 6 else ''}; choose another --out or "
+                         f"remove it")
+    return True
 
 
 def cmd_plot(args) -> int:
@@ -314,6 +346,11 @@ def cmd_demo(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="print tracebacks on errors")
+    common.add_argument("--task-module", action="append", default=argparse.SUPPRESS,
+                        metavar="MODULE",
+                        help="import MODULE first, so that the tasks it registers can be "
+                             "named by recipes (repeatable); recipes and run directories "
+                             "never choose code to import")
     parser = argparse.ArgumentParser(
         prog="memnets", parents=[common],
         description="Neural networks with memory: train, evaluate, explain.",
@@ -407,6 +444,13 @@ def main(argv: list[str] | None = None) -> int:
     from memnets.config import ConfigError
 
     try:
+        for module in getattr(args, "task_module", []):
+            from memnets.tasks import import_task_module
+
+            try:
+                import_task_module(module)
+            except KeyError as e:
+                raise UsageError(e.args[0]) from None
         code = args.fn(args)
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             # Under torchrun, a process group's native threads can still be winding

@@ -3,7 +3,7 @@
 A recipe is a small YAML file with the sections below; every section is a
 dataclass whose fields are the only keys allowed in it::
 
-    task: adding              # a registered task (memnets.tasks) or "package.module:Class"
+    task: adding              # a registered task (memnets.tasks; see --task-module)
     extends: adding           # optional: start from another recipe and override it
     info:    {description: ..., dataset: ..., target: ...}   # shown by `memnets recipes`
     data:    {batch_size: 50, T: 100}        # the task's DataConfig (subclass of DataConfig)
@@ -30,19 +30,18 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
-from memnets.errors import ConfigError  # re-exported: memnets.config.ConfigError
-
-
-
+from memnets.errors import ConfigError, shorten  # ConfigError is re-exported here
 
 # --------------------------------------------------------------------------- sections
 
@@ -72,6 +71,9 @@ class DataConfig:
     eval_batch_size: int | None = None
     num_workers: int = 0
 
+    RANGES: ClassVar[dict[str, str]] = {
+        "batch_size": ">= 1", "eval_batch_size": ">= 1", "num_workers": ">= 0"}
+
 
 @dataclass
 class ModelConfig:
@@ -92,6 +94,9 @@ class ModelConfig:
     dropout: float = 0.0
     cell_options: dict[str, Any] = field(default_factory=dict)
 
+    RANGES: ClassVar[dict[str, str]] = {
+        "hidden_size": ">= 1", "num_layers": ">= 1", "dropout": "[0, 1)"}
+
 
 @dataclass
 class OptimizerConfig:
@@ -111,6 +116,17 @@ class OptimizerConfig:
     eps: float = 1e-8
     alpha: float = 0.99
     grad_clip: float | None = None
+
+    RANGES: ClassVar[dict[str, str]] = {
+        "lr": ">= 0", "momentum": "[0, 1)", "weight_decay": ">= 0", "betas": "[0, 1)",
+        "eps": "> 0", "alpha": "[0, 1)", "grad_clip": "> 0"}
+
+    def validate(self) -> None:
+        if len(self.betas) != 2:
+            raise ConfigError(f"betas: expected two numbers [beta1, beta2], got {self.betas}")
+        if self.nesterov and (self.name != "sgd" or self.momentum <= 0):
+            raise ConfigError(f"nesterov: expected name sgd with momentum > 0, got name "
+                              f"{self.name!r} and momentum {self.momentum}")
 
 
 @dataclass
@@ -137,6 +153,10 @@ class ScheduleConfig:
     warmup_steps: int = 0
     min_lr: float = 0.0
     total_steps: int | None = None
+
+    RANGES: ClassVar[dict[str, str]] = {
+        "gamma": "(0, 1]", "step_size": ">= 1", "start_epoch": ">= 0", "patience": ">= 0",
+        "threshold": ">= 0", "warmup_steps": ">= 0", "min_lr": ">= 0", "total_steps": ">= 1"}
 
 
 @dataclass
@@ -185,6 +205,15 @@ class TrainerConfig:
     tensorboard: bool = True
     threads: int | None = None
 
+    RANGES: ClassVar[dict[str, str]] = {
+        "max_epochs": ">= 1", "max_steps": ">= 1", "max_minutes": "> 0", "eval_every": ">= 1",
+        "checkpoint_every": ">= 1", "early_stopping": ">= 1", "seed": ">= 0",
+        "log_every": ">= 1", "threads": ">= 1"}
+
+    def validate(self) -> None:
+        if not _DEVICE.fullmatch(self.device):
+            raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
+
 
 @dataclass
 class Config:
@@ -203,6 +232,7 @@ class Config:
         return dataclasses.asdict(self)
 
 
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 _TOP_LEVEL = ("task", "extends", "info", "data", "model", "optimizer", "schedule", "trainer")
 _SECTIONS = {
     "info": InfoConfig,
@@ -289,11 +319,50 @@ def _convert(value, tp, where: str):
     raise ConfigError(f"{where}: unsupported field type {tp!r}")  # pragma: no cover
 
 
+_RANGE = re.compile(r"(>=|>)\s*(\S+)|([\[(])\s*(\S+),\s*(\S+)\s*([\])])")
+
+
+def _in_range(value: float, spec: str) -> bool:
+    m = _RANGE.fullmatch(spec.strip())
+    if m is None:  # pragma: no cover - a typo in a RANGES table
+        raise ValueError(f"bad range {spec!r}")
+    if m.group(1):
+        bound = float(m.group(2))
+        return value >= bound if m.group(1) == ">=" else value > bound
+    lo, hi = float(m.group(4)), float(m.group(5))
+    above = value >= lo if m.group(3) == "[" else value > lo
+    below = value <= hi if m.group(6) == "]" else value < hi
+    return above and below
+
+
+def check_ranges(obj, where: str) -> None:
+    """Check every field named in the ``RANGES`` tables of ``obj``'s classes.
+
+    ``RANGES`` maps a field to ``">= 1"``, ``"> 0"``, ``"[0, 1)"`` and the like;
+    ``None`` passes (it means "off" or "default"), a list is checked item by
+    item, and NaN never passes.
+    """
+    ranges: dict[str, str] = {}
+    for klass in reversed(type(obj).__mro__):
+        ranges.update(vars(klass).get("RANGES", {}))
+    for name, spec in ranges.items():
+        value = getattr(obj, name, None)
+        items = value if isinstance(value, list) else [value]
+        for v in items:
+            if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if math.isnan(v) or not _in_range(v, spec):
+                kind = "an integer" if isinstance(v, int) else "a number"
+                raise ConfigError(f"{where}.{name}: expected {kind} {spec}, got {value!r}")
+
+
 def build_section(cls, values: dict | None, where: str):
     """Build dataclass ``cls`` from a mapping, strictly.
 
     Raises :class:`ConfigError` for an unknown key (naming the valid ones), a
-    missing required field, or a value of the wrong type.
+    missing required field, a value of the wrong type, one that the class's
+    ``validate()`` refuses, or a value outside the range that the ``RANGES`` table
+    of the class or of any base class gives.
     """
     if values is None:
         values = {}
@@ -319,10 +388,9 @@ def build_section(cls, values: dict | None, where: str):
     if callable(check):
         try:
             check()
-        except ConfigError:
-            raise
-        except ValueError as e:
+        except ValueError as e:  # ConfigError included: say which section
             raise ConfigError(f"{where}: {e}") from None
+    check_ranges(obj, where)
     return obj
 
 
@@ -356,13 +424,64 @@ def recipe_path(name_or_path: str) -> Path:
     return shipped
 
 
-def _read_yaml(path: Path) -> dict:
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses a key given twice in one mapping."""
+
+
+def _mapping_without_duplicates(loader, node, deep=False):
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"expected a plain key, got {shorten(key)}",
+                key_node.start_mark) from None
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} is given twice (first on line {seen[key] + 1})",
+                key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                              _mapping_without_duplicates)
+
+
+def parse_yaml(text: str, where: str):
+    """YAML text to Python values, strictly: safe types only, no key given twice.
+
+    Raises :class:`ConfigError` naming ``where`` and the line.
+    """
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+        at = f"{where}:{mark.line + 1}" if mark is not None else where
+        raise ConfigError(f"{at}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: invalid YAML (nested too deeply)") from None
+
+
+def read_yaml_file(path: Path, what: str = "recipe"):
+    """A YAML file's values; every failure is a :class:`ConfigError` naming the file."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: expected UTF-8 text in the {what}, got byte "
+                          f"0x{data[e.start]:02x}") from None
+    return parse_yaml(text, str(path))
+
+
+def _read_yaml(path: Path) -> dict:
+    raw = read_yaml_file(path)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -380,20 +499,26 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def load_raw(name_or_path: str, _seen: tuple = ()) -> dict:
-    """The recipe as a plain dict, with ``extends`` resolved (no checking yet)."""
+def load_raw(name_or_path: str, _seen: tuple[Path, ...] = ()) -> dict:
+    """The recipe as a plain dict, with ``extends`` resolved (no checking yet).
+
+    Recipes that extend each other in a cycle (found by resolved path) are a
+    :class:`ConfigError` naming the cycle.
+    """
     path = recipe_path(name_or_path)
+    here = path.resolve()
+    if here in _seen:
+        cycle = " -> ".join(str(p) for p in (*_seen[_seen.index(here):], here))
+        raise ConfigError(f"{path}: recipes extend each other in a cycle: {cycle}")
     raw = _read_yaml(path)
     parent = raw.pop("extends", None)
     if parent is not None:
-        if not isinstance(parent, str):
+        if not isinstance(parent, str) or not parent:
             raise ConfigError(f"{path}: extends: expected a recipe name or path, got {parent!r}")
-        if parent in _seen:
-            raise ConfigError(f"{path}: recipes extend each other in a cycle: {parent}")
         base_arg = parent
         if not recipe_path_is_name(parent):
             base_arg = str(path.parent / parent)
-        raw = _merge(load_raw(base_arg, _seen + (name_or_path,)), raw)
+        raw = _merge(load_raw(base_arg, _seen + (here,)), raw)
     return raw
 
 
@@ -410,14 +535,16 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not all(keys):
         raise ConfigError(f"--set: expected a dotted key such as trainer.seed, got {key!r}")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
+        parsed = parse_yaml(value, f"--set {key}") if value.strip() else ""
+    except ConfigError:
         parsed = value
     return keys, parsed
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """Apply ``--set`` overrides to a raw recipe dict (checked later by :func:`from_dict`)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"expected a mapping of recipe sections, got {shorten(raw)}")
     raw = copy.deepcopy(raw)
     for text in overrides or []:
         keys, value = parse_override(text)
@@ -446,7 +573,13 @@ def from_dict(raw: dict, *, source: str = "recipe") -> Config:
             )
     task_name = raw.get("task")
     if not isinstance(task_name, str) or not task_name:
-        raise ConfigError(f"{source}: expected 'task: NAME' (a registered task), got {task_name!r}")
+        raise ConfigError(f"{source}: expected 'task: NAME' (a registered task), got "
+                          f"{shorten(task_name)}")
+    if ":" in task_name:  # a file never chooses code to import
+        raise ConfigError(
+            f"{source}: task: expected the name of a registered task, got {shorten(task_name)}; "
+            f"a task defined outside memnets is registered by importing its module: "
+            f"`memnets --task-module PACKAGE.MODULE ...` or a 'memnets.tasks' entry point")
     from memnets.tasks import get_task
 
     try:
@@ -458,7 +591,16 @@ def from_dict(raw: dict, *, source: str = "recipe") -> Config:
         kwargs[name] = build_section(cls, raw.get(name), f"{source}: {name}")
     kwargs["data"] = build_section(task_cls.DataConfig, raw.get("data"), f"{source}: data")
     kwargs["model"] = build_section(task_cls.ModelConfig, raw.get("model"), f"{source}: model")
+    _check_cell(kwargs["model"].cell, f"{source}: model.cell")
     return Config(**kwargs)
+
+
+def _check_cell(name: str, where: str) -> None:
+    from memnets.cells.registry import cell_names  # the cell registry is a leaf
+
+    if name not in cell_names():
+        raise ConfigError(f"{where}: expected one of {', '.join(cell_names())}, got "
+                          f"{shorten(name)}")
 
 
 def load_config(name_or_path: str, overrides: list[str] | None = None) -> Config:

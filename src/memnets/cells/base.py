@@ -2,15 +2,43 @@
 
 A cell advances one time step.  Running over time, masking of padded steps,
 reversal, stacking and bidirection live in :mod:`memnets.layers` and work for
-every cell that honours this contract.  This module may import only torch.
+every cell that honours this contract.  It also holds :func:`check_sizes`, the
+one check of size arguments that every cell, stack and layer uses.  This
+module may import only torch and :mod:`memnets.errors`.
 """
 
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
+
+from memnets.errors import ConfigError
+
+
+def check_size(name: str, value, minimum: int = 1) -> int:
+    """``value`` if it is an int ``>= minimum``; else :class:`~memnets.errors.ConfigError`
+    (a ``ValueError``) naming the argument, the value and the valid range.
+
+    ``bool`` is refused although Python counts it as an int (``hidden_size=True``
+    is a slip, not a size of 1).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(
+            f"expected {name} to be an int >= {minimum}, got {value!r} ({type(value).__name__})"
+        )
+    if value < minimum:
+        raise ConfigError(f"expected {name} >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_sizes(**sizes) -> None:
+    """:func:`check_size` with minimum 1 for each keyword:
+    ``check_sizes(input_size=4, hidden_size=0)`` raises ``expected hidden_size >= 1, got 0``."""
+    for name, value in sizes.items():
+        check_size(name, value)
 
 
 class RecurrentCell(nn.Module):
@@ -87,6 +115,25 @@ class RecurrentCell(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"
+
+
+# Recurrent state types by name, for rebuilding a checkpointed state (truncated
+# BPTT carries one across batches).  A checkpoint names its state types; loading
+# looks the names up here and never imports anything a file names.
+STATE_TYPES: dict[str, type] = {}
+
+
+def register_state(cls: type) -> type:
+    """Class decorator: make a state NamedTuple rebuildable from a checkpoint by name."""
+    if not (isinstance(cls, type) and issubclass(cls, tuple) and hasattr(cls, "_fields")):
+        raise TypeError(f"expected a NamedTuple class, got {cls!r}")
+    name = cls.__qualname__
+    if STATE_TYPES.get(name, cls) is not cls and (
+            STATE_TYPES[name].__module__, STATE_TYPES[name].__qualname__) != (
+            cls.__module__, cls.__qualname__):
+        raise ValueError(f"state type name {name!r} is already registered")
+    STATE_TYPES[name] = cls
+    return cls
 
 
 def _where_batch(keep: Tensor, new: Tensor, old: Tensor) -> Tensor:

@@ -8,11 +8,12 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from memnets.cells.base import RecurrentCell
+from memnets.cells.base import RecurrentCell, check_sizes, register_state
 
 _NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
 
 
+@register_state
 class ElmanState(NamedTuple):
     """State of :class:`ElmanCell`: ``h`` of shape ``(N, H)``."""
 
@@ -56,6 +57,7 @@ class ElmanCell(RecurrentCell):
         dtype=None,
     ) -> None:
         super().__init__()
+        check_sizes(input_size=input_size, hidden_size=hidden_size)
         if nonlinearity not in _NONLINEARITIES:
             raise ValueError(
                 f"expected nonlinearity 'tanh' or 'relu', got {nonlinearity!r}"

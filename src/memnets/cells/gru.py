@@ -7,11 +7,12 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from memnets.cells.base import RecurrentCell
+from memnets.cells.base import RecurrentCell, check_sizes, register_state
 from memnets.cells.elman import _zeros
 from memnets.cells.fused import GRUPointwise
 
 
+@register_state
 class GRUState(NamedTuple):
     """State of :class:`GRUCell`: ``h`` of shape ``(N, H)``."""
 
@@ -74,6 +75,7 @@ class GRUCell(RecurrentCell):
         dtype=None,
     ) -> None:
         super().__init__()
+        check_sizes(input_size=input_size, hidden_size=hidden_size)
         factory = {"device": device, "dtype": dtype}
         self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, hidden_size
         self.reset_after = reset_after

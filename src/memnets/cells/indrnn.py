@@ -7,12 +7,13 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from memnets.cells.base import RecurrentCell
+from memnets.cells.base import RecurrentCell, check_sizes, register_state
 from memnets.cells.elman import _zeros
 
 _NONLINEARITIES = {"relu": torch.relu, "tanh": torch.tanh}
 
 
+@register_state
 class IndRNNState(NamedTuple):
     """State of :class:`IndRNNCell`: ``h`` of shape ``(N, H)``."""
 
@@ -77,6 +78,7 @@ class IndRNNCell(RecurrentCell):
         dtype=None,
     ) -> None:
         super().__init__()
+        check_sizes(input_size=input_size, hidden_size=hidden_size)
         if nonlinearity not in _NONLINEARITIES:
             raise ValueError(f"expected nonlinearity 'relu' or 'tanh', got {nonlinearity!r}")
         if recurrent_max is not None and recurrent_max <= 0:

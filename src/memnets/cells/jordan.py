@@ -7,7 +7,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from memnets.cells.base import RecurrentCell
+from memnets.cells.base import RecurrentCell, check_size, check_sizes, register_state
 from memnets.cells.elman import _zeros
 
 _HIDDEN = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}
@@ -19,6 +19,7 @@ _OUTPUT = {
 }
 
 
+@register_state
 class JordanState(NamedTuple):
     """State of :class:`JordanCell`: the context units ``y`` of shape ``(N, O)``.
 
@@ -93,6 +94,7 @@ class JordanCell(RecurrentCell):
         dtype=None,
     ) -> None:
         super().__init__()
+        check_sizes(input_size=input_size, hidden_size=hidden_size)
         if nonlinearity not in _HIDDEN:
             raise ValueError(
                 f"expected nonlinearity one of {sorted(_HIDDEN)}, got {nonlinearity!r}"
@@ -101,9 +103,7 @@ class JordanCell(RecurrentCell):
             raise ValueError(
                 f"expected output_activation one of {sorted(_OUTPUT)}, got {output_activation!r}"
             )
-        output_size = hidden_size if output_size is None else output_size
-        if output_size <= 0:
-            raise ValueError(f"expected output_size > 0, got {output_size}")
+        output_size = hidden_size if output_size is None else check_size("output_size", output_size)
         factory = {"device": device, "dtype": dtype}
         self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, output_size
         self.nonlinearity, self.output_activation = nonlinearity, output_activation

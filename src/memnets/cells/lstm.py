@@ -7,11 +7,12 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from memnets.cells.base import RecurrentCell
+from memnets.cells.base import RecurrentCell, check_size, check_sizes, register_state
 from memnets.cells.elman import _zeros
 from memnets.cells.fused import LSTMPointwise
 
 
+@register_state
 class LSTMState(NamedTuple):
     """State of :class:`LSTMCell`: ``h`` ``(N, H_out)`` then ``c`` ``(N, H)``."""
 
@@ -144,7 +145,9 @@ class LSTMCell(RecurrentCell):
         dtype=None,
     ) -> None:
         super().__init__()
-        if proj_size < 0 or (proj_size and proj_size >= hidden_size):
+        check_sizes(input_size=input_size, hidden_size=hidden_size)
+        check_size("proj_size", proj_size, minimum=0)
+        if proj_size and proj_size >= hidden_size:
             raise ValueError(
                 f"expected 0 <= proj_size < hidden_size ({hidden_size}), got {proj_size}"
             )

@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from memnets.cells.base import RecurrentCell, _where_batch
+from memnets.cells.base import RecurrentCell, _where_batch, check_size, check_sizes, register_state
 from memnets.layers.recurrent import Recurrent
 
 
+@register_state
 class LSTMNState(NamedTuple):
     """State of :class:`LSTMNCell`: the tape and the last adaptive summary.
 
@@ -110,14 +111,8 @@ class LSTMNCell(RecurrentCell):
         dtype=None,
     ) -> None:
         super().__init__()
-        if input_size < 1 or hidden_size < 1:
-            raise ValueError(
-                f"expected input_size >= 1 and hidden_size >= 1, got {input_size} and "
-                f"{hidden_size}"
-            )
-        A = hidden_size if attention_size is None else attention_size
-        if A < 1:
-            raise ValueError(f"expected attention_size >= 1, got {attention_size}")
+        check_sizes(input_size=input_size, hidden_size=hidden_size)
+        A = hidden_size if attention_size is None else check_size("attention_size", attention_size)
         factory = {"device": device, "dtype": dtype}
         H = hidden_size
         self.input_size, self.hidden_size, self.output_size = input_size, H, H

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from memnets.cells.base import RecurrentCell
+from memnets.cells.base import RecurrentCell, check_sizes
 from memnets.cells.regularizers import REGULARIZER_OPTIONS, regularize
 
 _CELLS: dict[str, Callable[..., RecurrentCell]] = {}
@@ -61,17 +61,24 @@ def make_cell(name: str, *, input_size: int, hidden_size: int, **options) -> Rec
     The regulariser options ``input_dropout``, ``state_dropout``, ``zoneout``
     and ``weight_dropout`` wrap the cell instead (see
     :func:`memnets.cells.regularizers.regularize`), so any cell takes them.
+
+    Raises ``ValueError`` for an unknown name, and
+    :class:`~memnets.errors.ConfigError` (a ``ValueError``) unless both sizes
+    are ints >= 1.
     """
     if name not in _CELLS:
         raise ValueError(f"unknown cell {name!r}; expected one of {', '.join(cell_names())}")
+    check_sizes(input_size=input_size, hidden_size=hidden_size)
     rates = {k: options.pop(k) for k in REGULARIZER_OPTIONS if k in options}
     cell = _CELLS[name](input_size, hidden_size, **options)
     return regularize(cell, **rates) if rates else cell
 
 
 def make_stack(name: str, *, input_size: int, hidden_size: int, num_layers: int, **options):
-    """Build the multi-layer design registered as ``name``."""
+    """Build the multi-layer design registered as ``name``; the three sizes must be
+    ints >= 1 (:class:`~memnets.errors.ConfigError` otherwise)."""
     if name not in _STACKS:
         known = ", ".join(stack_names()) or "(none registered)"
         raise ValueError(f"unknown stack {name!r}; expected one of {known}")
+    check_sizes(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
     return _STACKS[name](input_size, hidden_size, num_layers, **options)

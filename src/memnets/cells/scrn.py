@@ -7,12 +7,13 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from memnets.cells.base import RecurrentCell
+from memnets.cells.base import RecurrentCell, check_size, check_sizes, register_state
 from memnets.cells.elman import _zeros
 
 _NONLINEARITIES = {"sigmoid": torch.sigmoid, "tanh": torch.tanh}
 
 
+@register_state
 class SCRNState(NamedTuple):
     """State of :class:`SCRNCell`: fast hidden units ``h`` ``(N, H)``, then slow
     context units ``s`` ``(N, S)``."""
@@ -81,9 +82,10 @@ class SCRNCell(RecurrentCell):
         dtype=None,
     ) -> None:
         super().__init__()
-        context_size = hidden_size if context_size is None else context_size
-        if context_size <= 0:
-            raise ValueError(f"expected context_size > 0, got {context_size}")
+        check_sizes(input_size=input_size, hidden_size=hidden_size)
+        if context_size is None:
+            context_size = hidden_size
+        check_size("context_size", context_size)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"expected alpha in [0, 1], got {alpha}")
         if nonlinearity not in _NONLINEARITIES:

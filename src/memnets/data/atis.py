@@ -12,7 +12,10 @@ and vocabularies all come from the training data):
   (``... tn O``) the line holds tags only.
 
 Multi-intent labels such as ``atis_flight#atis_airfare`` stay single classes.
-Ill-formed files raise ``ValueError`` naming the file and line.
+Tags must be ``O``, ``B-<slot>`` or ``I-<slot>``.  Ill-formed files raise
+:class:`SlotFormatError` (a :class:`~memnets.errors.DataError` and a
+``ValueError``) naming the file and line; a missing file raises
+:class:`~memnets.data.text.MissingFileError` naming it.
 
 :class:`SlotVocabs` maps words (rare training words -> ``<unk>``, optional digit
 normalisation), characters, tags and intents to ids; :func:`collate` pads a
@@ -29,7 +32,9 @@ from pathlib import Path
 
 import torch
 
+from memnets.data.text import DataFormatError, read_lines
 from memnets.data.vocab import PAD, UNK, Vocab
+from memnets.errors import shorten
 
 # Public addresses of the two ATIS snapshots in ``../shared/data`` and the
 # sha256 of every file (as in the ``sha256sums`` there).
@@ -99,10 +104,22 @@ class Utterance:
     intent: str | None = None
 
 
+class SlotFormatError(DataFormatError):
+    """A malformed line of a slot-filling file; the message names the file and line."""
+
+
+_TAG = re.compile(r"O|[BI]-\S+")
+
+
 def _lines(path: Path) -> list[str]:
-    if not path.is_file():
-        raise FileNotFoundError(f"expected a data file at {path}, found none")
-    return path.read_text(encoding="utf-8").splitlines()
+    return read_lines(path, "a data file")
+
+
+def _check_tags(tags: Sequence[str], where: str) -> None:
+    for tag in tags:
+        if not _TAG.fullmatch(tag):
+            raise SlotFormatError(
+                f"{where}: expected tags O, B-<slot> or I-<slot>, got {shorten(tag)}")
 
 
 def read_seq(folder: str | Path) -> list[Utterance]:
@@ -113,29 +130,31 @@ def read_seq(folder: str | Path) -> list[Utterance]:
     label_path = folder / "label"
     labels = _lines(label_path) if label_path.exists() else None
     if len(tags) != len(words):
-        raise ValueError(
+        raise SlotFormatError(
             f"{folder / 'seq.out'}: expected {len(words)} lines (as in seq.in), got {len(tags)}"
         )
     if labels is not None and len(labels) != len(words):
-        raise ValueError(
+        raise SlotFormatError(
             f"{label_path}: expected {len(words)} lines (as in seq.in), got {len(labels)}"
         )
     out = []
     for i, (w_line, t_line) in enumerate(zip(words, tags)):
         w, t = w_line.split(), t_line.split()
         if not w:
-            raise ValueError(f"{folder / 'seq.in'}:{i + 1}: expected words, got an empty line")
+            raise SlotFormatError(
+                f"{folder / 'seq.in'}:{i + 1}: expected words, got an empty line")
         if len(t) != len(w):
-            raise ValueError(
+            raise SlotFormatError(
                 f"{folder / 'seq.out'}:{i + 1}: expected {len(w)} tags (one per word of "
                 f"seq.in), got {len(t)}"
             )
+        _check_tags(t, f"{folder / 'seq.out'}:{i + 1}")
         intent = None
         if labels is not None:
             intent = labels[i].strip()
             if not intent or len(intent.split()) != 1:
-                raise ValueError(
-                    f"{label_path}:{i + 1}: expected one intent label, got {labels[i]!r}"
+                raise SlotFormatError(
+                    f"{label_path}:{i + 1}: expected one intent label, got {shorten(labels[i])}"
                 )
         out.append(Utterance(tuple(w), tuple(t), intent))
     return out
@@ -150,18 +169,22 @@ def read_iob(path: str | Path) -> list[Utterance]:
         if not line.strip():
             continue
         if line.count("\t") != 1:
-            raise ValueError(
+            raise SlotFormatError(
                 f"{where}: expected 'BOS words EOS<TAB>O tags intent', got "
                 f"{line.count(chr(9))} tabs"
             )
         left, right = line.split("\t")
         w, t = left.split(), right.split()
         if len(w) < 3 or w[0] != "BOS" or w[-1] != "EOS":
-            raise ValueError(f"{where}: expected words between BOS and EOS, got {left[:60]!r}")
+            raise SlotFormatError(
+                f"{where}: expected words between BOS and EOS, got {shorten(left)}")
         if len(t) != len(w):
-            raise ValueError(
+            raise SlotFormatError(
                 f"{where}: expected {len(w)} labels (O, one tag per word, intent), got {len(t)}"
             )
+        if t[0] != "O":
+            raise SlotFormatError(f"{where}: expected the label O for BOS, got {shorten(t[0])}")
+        _check_tags(t[1:-1], where)
         intent = t[-1]
         out.append(Utterance(tuple(w[1:-1]), tuple(t[1:-1]), None if intent == "O" else intent))
     return out
@@ -331,6 +354,6 @@ def collate(utterances: Sequence[Utterance], vocabs: SlotVocabs) -> SlotBatch:
 
 __all__ = [
     "FORMATS", "JOINTSLU_SHA256", "JOINTSLU_URL", "KNOWN_CORPORA", "PAD", "SLOTGATED_SHA256",
-    "SLOTGATED_URL", "SlotBatch", "SlotVocabs", "UNK", "Utterance", "collate", "fetch_corpus",
-    "normalize_word", "read_iob", "read_seq", "read_split", "split_off",
+    "SLOTGATED_URL", "SlotBatch", "SlotFormatError", "SlotVocabs", "UNK", "Utterance", "collate",
+    "fetch_corpus", "normalize_word", "read_iob", "read_seq", "read_split", "split_off",
 ]

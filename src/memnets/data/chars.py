@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from memnets.data.ptb import Corpus
+from memnets.data.text import DataFormatError, read_text
 from memnets.data.vocab import Vocab
 
 DEFAULT_SPLIT = (0.9, 0.05, 0.05)
@@ -44,21 +45,22 @@ def load_chars(
 
     The vocabulary (no specials) is the sorted set of the file's characters
     unless ``vocab`` is given; then a character outside it raises
-    ``ValueError`` naming the character and the file.
+    :class:`~memnets.data.text.DataFormatError` (a ``DataError`` and a
+    ``ValueError``) naming the character and the file.  A missing file, one that
+    is not UTF-8 or one of fewer than 100 characters raises a ``DataError``
+    naming it (and the line of the first byte that is not UTF-8).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"expected a text file at {path}, found none")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, "a text file")
     if len(text) < 100:
-        raise ValueError(f"expected at least 100 characters in {path}, got {len(text)}")
+        raise DataFormatError(f"expected at least 100 characters in {path}, got {len(text)}")
     if vocab is None:
         vocab = Vocab(sorted(set(text)), specials=(), unk=None)
     else:
         missing = sorted(set(text) - set(vocab.stoi))
         if missing:
-            raise ValueError(f"{path}: characters {missing[:10]!r} are not in the "
-                             f"vocabulary of {len(vocab)} characters")
+            raise DataFormatError(f"{path}: characters {missing[:10]!r} are not in the "
+                                  f"vocabulary of {len(vocab)} characters")
     parts = split_text(text, split)
     return Corpus(vocab, {s: torch.tensor(vocab.encode(t), dtype=torch.long)
                           for s, t in parts.items()})

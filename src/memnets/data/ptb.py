@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from memnets.data.text import DataFormatError, read_lines
 from memnets.data.vocab import Vocab
 
 EOS, UNK = "<eos>", "<unk>"
@@ -38,19 +39,18 @@ PTB_SHA256 = {
 def read_words(path: str | Path) -> list[str]:
     """Tokens of a PTB-format file: whitespace-split words, ``<eos>`` after each line.
 
-    Raises ``FileNotFoundError`` naming the path, ``ValueError`` naming the file
-    when it holds no words.
+    Raises :class:`~memnets.data.text.MissingFileError` naming the path,
+    :class:`~memnets.data.text.DataFormatError` naming the file when it holds no
+    words, or the line of a byte that is not UTF-8 (both are DataErrors,
+    and a ``FileNotFoundError`` and a ``ValueError``).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"expected a PTB text file at {path}, found none")
     words: list[str] = []
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            words.extend(line.split())
-            words.append(EOS)
+    for line in read_lines(path, "a PTB text file"):
+        words.extend(line.split())
+        words.append(EOS)
     if len(words) == words.count(EOS):
-        raise ValueError(f"expected words in {path}, got only empty lines")
+        raise DataFormatError(f"expected words in {path}, got only empty lines")
     return words
 
 
@@ -101,12 +101,20 @@ def load_ptb(root: str | Path, *, vocab: Vocab | None = None, level: str = "word
         chars = {s: read_chars(root / f"ptb.{s}.txt") for s in SPLITS}
         if vocab is None:
             vocab = Vocab(sorted(set(chars["train"])), specials=(), unk=None)
+        for s, c in chars.items():
+            missing = sorted(set(c) - set(vocab.stoi))
+            if missing:
+                raise DataFormatError(
+                    f"{root / f'ptb.{s}.txt'}: expected only characters of "
+                    f"{root / 'ptb.train.txt'} (a closed set of {len(vocab)}), got "
+                    f"{missing[:10]!r}")
         return Corpus(vocab, {s: torch.tensor(vocab.encode(c), dtype=torch.long)
                               for s, c in chars.items()})
     words = {s: read_words(root / f"ptb.{s}.txt") for s in SPLITS}
     if vocab is None:
         if UNK not in words["train"]:
-            raise ValueError(f"expected the token {UNK} in {root / 'ptb.train.txt'}, got none")
+            raise DataFormatError(
+                f"expected the token {UNK} in {root / 'ptb.train.txt'}, got none")
         vocab = Vocab.build([words["train"]], specials=(), unk=UNK)
     return Corpus(vocab, {s: torch.tensor(vocab.encode(w), dtype=torch.long)
                           for s, w in words.items()})

@@ -22,6 +22,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from memnets.data.text import DataFormatError, read_lines
+from memnets.errors import shorten
+
 SST_SPLITS = ("train", "dev", "test")
 # Public copies (see ../shared/data/README.md) and the sha256 sums of the shared files.
 SST_URLS = {
@@ -46,8 +49,22 @@ SST_SHA256 = {
 }
 
 
-class SSTFormatError(ValueError):
-    """A malformed line in an SST file; the message names the file and line."""
+# The deepest tree :func:`parse_tree` accepts; SST's deepest has 30 levels.  The bound
+# keeps the recursive parser and Tree.leaves/subtrees far from Python's recursion limit.
+MAX_TREE_DEPTH = 200
+
+
+class SSTFormatError(DataFormatError):
+    """A malformed line in an SST file (a :class:`~memnets.errors.DataError` and a
+    ``ValueError``); the message names the file and line."""
+
+
+def _label(token: str, num_classes: int) -> int | None:
+    """``int(token)`` if it is a label 0 .. ``num_classes - 1`` in ASCII digits, else None."""
+    if not (token.isascii() and token.isdigit()) or len(token) > 3:
+        return None
+    label = int(token)
+    return label if label < num_classes else None
 
 
 @dataclass
@@ -79,7 +96,7 @@ def parse_tree(text: str, *, where: str = "tree") -> Tree:
     """Parse one PTB-format tree such as ``(3 (2 a) (4 (3 good) (2 film)))``.
 
     Raises :class:`SSTFormatError` naming ``where`` (e.g. ``file:line``) and what
-    was expected.
+    was expected, also for a tree deeper than :data:`MAX_TREE_DEPTH` levels.
     """
     # split on ASCII blanks only: a leaf may hold a no-break space ("8\xa01\\/2")
     tokens = text.replace("(", " ( ").replace(")", " ) ").split(" ")
@@ -87,18 +104,18 @@ def parse_tree(text: str, *, where: str = "tree") -> Tree:
     pos = 0
 
     def fail(expected: str) -> SSTFormatError:
-        got = repr(tokens[pos]) if pos < len(tokens) else "end of line"
+        got = shorten(tokens[pos]) if pos < len(tokens) else "end of line"
         return SSTFormatError(f"{where}: expected {expected} at token {pos}, got {got}")
 
-    def node() -> Tree:
+    def node(depth: int = 1) -> Tree:
         nonlocal pos
         if pos >= len(tokens) or tokens[pos] != "(":
             raise fail("'('")
+        if depth > MAX_TREE_DEPTH:
+            raise fail(f"a tree at most {MAX_TREE_DEPTH} levels deep")
         pos += 1
-        if pos >= len(tokens) or not tokens[pos].isdigit():
-            raise fail("a label 0-4")
-        label = int(tokens[pos])
-        if not 0 <= label <= 4:
+        label = _label(tokens[pos], 5) if pos < len(tokens) else None
+        if label is None:
             raise fail("a label 0-4")
         pos += 1
         if pos < len(tokens) and tokens[pos] not in "()":
@@ -107,7 +124,7 @@ def parse_tree(text: str, *, where: str = "tree") -> Tree:
         else:
             children = []
             while pos < len(tokens) and tokens[pos] == "(":
-                children.append(node())
+                children.append(node(depth + 1))
             if not children:
                 raise fail("a word or a child '('")
             tree = Tree(label, children)
@@ -123,32 +140,36 @@ def parse_tree(text: str, *, where: str = "tree") -> Tree:
 
 
 def read_trees(path: str | Path) -> list[Tree]:
-    """All trees of a file, one per non-empty line."""
+    """All trees of a file, one per non-empty line.
+
+    Raises :class:`SSTFormatError` naming file:line, or a ``DataError`` for a
+    missing file or one that is not UTF-8.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"expected an SST tree file at {path}, found none")
-    with path.open(encoding="utf-8") as f:
-        return [parse_tree(line, where=f"{path}:{i}") for i, line in enumerate(f, 1)
-                if line.strip()]
+    lines = read_lines(path, "an SST tree file")
+    return [parse_tree(line, where=f"{path}:{i}") for i, line in enumerate(lines, 1)
+            if line.strip()]
 
 
 def read_sentences(path: str | Path, *, num_classes: int) -> list[tuple[list[str], int]]:
-    """``(tokens, label)`` pairs of a ``stsa.*`` file (``label text`` per line)."""
+    """``(tokens, label)`` pairs of a ``stsa.*`` file (``label text`` per line).
+
+    Raises :class:`SSTFormatError` naming file:line, or a ``DataError`` for a
+    missing file or one that is not UTF-8.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"expected an SST sentence file at {path}, found none")
     out = []
-    with path.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) < 2 or not parts[0].isdigit() or not 0 <= int(parts[0]) < num_classes:
-                raise SSTFormatError(
-                    f"{path}:{i}: expected 'label words...' with a label in "
-                    f"0..{num_classes - 1}, got {line.strip()[:40]!r}"
-                )
-            out.append((parts[1:], int(parts[0])))
+    for i, line in enumerate(read_lines(path, "an SST sentence file"), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        label = _label(parts[0], num_classes)
+        if len(parts) < 2 or label is None:
+            raise SSTFormatError(
+                f"{path}:{i}: expected 'label words...' with a label in "
+                f"0..{num_classes - 1}, got {shorten(line.strip(), 40)}"
+            )
+        out.append((parts[1:], label))
     return out
 
 

@@ -7,11 +7,12 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from memnets.cells.base import RecurrentCell
+from memnets.cells.base import RecurrentCell, register_state
 from memnets.layers.recurrent import Recurrent
 from memnets.layers.sequence import SequenceLayer
 
 
+@register_state
 class BidirectionalState(NamedTuple):
     """State of :class:`Bidirectional`: the forward cell's state, then the backward one's."""
 

@@ -5,8 +5,12 @@ Written down once, here:
 * A batch of sequences is time-major ``(L, N, H_in)``, batch-major
   ``(N, L, H_in)`` with ``batch_first=True``, unbatched ``(L, H_in)``, or a
   :class:`~torch.nn.utils.rnn.PackedSequence`.
-* Sequences of different lengths are given as ``lengths`` (a list or an
-  integer tensor of shape ``(N,)``, each in ``[1, L]``) or by packing.
+* Every sequence has at least one step (``L >= 1``).
+* Sequences of different lengths are given as ``lengths`` (a list of ints or
+  an integer tensor of shape ``(N,)``, each in ``[1, L]``; floats and bools are
+  refused, :func:`as_lengths`) or by packing.
+* The input has the dtype of the layer's parameters, unless autocast is on
+  (:func:`check_dtype`).
 * Outputs at padded positions are exactly zero.
 * The final state of a sequence is its state after its own last valid step.
 * Reversing a sequence reverses its valid steps only; padding stays at the end.
@@ -66,7 +70,8 @@ def to_time_major(
 ) -> SequenceBatch:
     """Validate ``input`` and ``lengths`` and convert them to :class:`SequenceBatch`.
 
-    Raises ``ValueError`` naming what was expected and what came.
+    Raises ``ValueError`` naming what was expected and what came.  The dtype is
+    checked apart, by :func:`check_dtype`, which needs the layer.
     """
     if isinstance(input, PackedSequence):
         if lengths is not None:
@@ -84,6 +89,7 @@ def to_time_major(
                 f"got unbatched input of shape {tuple(input.shape)}"
             )
         _check_features(input, input_size)
+        _check_steps(input, input.shape[0], "(L, H_in)")
         return SequenceBatch(input.unsqueeze(1), None, batch_first, True, None)
     if input.dim() != 3:
         raise ValueError(
@@ -93,9 +99,10 @@ def to_time_major(
     _check_features(input, input_size)
     x = input.transpose(0, 1) if batch_first else input
     L, N = x.shape[:2]
+    _check_steps(input, L, layout)
     if lengths is None:
         return SequenceBatch(x, None, batch_first, False, None)
-    lens = torch.as_tensor(lengths, dtype=torch.long).cpu()
+    lens = as_lengths(lengths)
     if lens.dim() != 1 or lens.shape[0] != N:
         raise ValueError(
             f"expected lengths of shape ({N},) (one per sequence), got {tuple(lens.shape)}"
@@ -118,6 +125,76 @@ def _check_features(x: Tensor, input_size: int) -> None:
         raise ValueError(
             f"expected input with {input_size} features (input_size), got {x.shape[-1]}"
         )
+
+
+def _check_steps(input: Tensor, L: int, layout: str) -> None:
+    if L == 0:
+        raise ValueError(
+            f"expected at least one time step, got input of shape {tuple(input.shape)} "
+            f"(read as {layout})"
+        )
+
+
+def as_lengths(lengths, *, name: str = "lengths") -> Tensor:
+    """``lengths`` (a list of ints or an integer tensor) as an int64 CPU tensor.
+
+    The one check of the lengths' type, used by every layer and model that takes
+    them: float, complex or bool values raise ``ValueError`` naming the dtype
+    (``3.0`` is a float, not a length, and would be truncated silently).  The
+    shape and the range are left to the caller, which knows ``N`` and ``L``.
+    """
+    expected = f"expected integer {name} (a list of ints or an integer tensor)"
+    if isinstance(lengths, Tensor):
+        lens = lengths
+    else:
+        try:
+            lens = torch.as_tensor(lengths)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"{expected}, got {type(lengths).__name__}") from None
+        if lens.numel() == 0:
+            return lens.to(dtype=torch.long)  # [] has no dtype to check
+    if lens.dtype == torch.bool or lens.is_floating_point() or lens.is_complex():
+        raise ValueError(f"{expected}, got dtype {lens.dtype}")
+    return lens.to(device="cpu", dtype=torch.long)
+
+
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no device argument
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return torch.is_autocast_enabled()
+    except RuntimeError:  # a device type autocast does not know
+        return False
+
+
+def check_dtype(input: Tensor | PackedSequence, module: nn.Module) -> None:
+    """Raise ``ValueError`` unless ``input`` has the dtype of ``module``'s parameters.
+
+    Outside autocast, a float16 input into a float32 layer (or any other
+    mismatch) would fail deep inside a matrix product; this names both dtypes
+    and the fix.  Under ``torch.autocast`` for the input's device, floating
+    inputs of any precision pass (autocast casts them).  Called once per
+    forward, at the boundary.
+    """
+    data = input.data if isinstance(input, PackedSequence) else input
+    if not isinstance(data, Tensor):
+        return  # to_time_major names the wrong type
+    weight = next((p for p in module.parameters() if p.is_floating_point()), None)
+    if weight is None or data.dtype == weight.dtype:
+        return
+    if data.is_floating_point():
+        if _autocast_on(data.device.type):
+            return
+        fix = (f"convert the input with .to({weight.dtype}), or the module with "
+               f".to({data.dtype}), or run under torch.autocast")
+    else:
+        fix = f"recurrent layers take float features; convert with .to({weight.dtype})"
+    raise ValueError(
+        f"expected input of dtype {weight.dtype} (the dtype of {type(module).__name__}'s "
+        f"parameters), got {data.dtype}; {fix}"
+    )
 
 
 def _full_is_none(lengths: Tensor, L: int) -> Tensor | None:
@@ -197,6 +274,7 @@ class SequenceLayer(nn.Module):
             lengths=lengths,
             enforce_sorted=enforce_sorted,
         )
+        check_dtype(input, self)
         if batch.unbatched:
             state = map_state(lambda s: s.unsqueeze(0), state)
         out, final = self.run(batch.x, state, batch.lengths)

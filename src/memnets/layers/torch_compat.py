@@ -16,13 +16,13 @@ import torch
 from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from memnets.cells.base import RecurrentCell
+from memnets.cells.base import RecurrentCell, check_sizes
 from memnets.cells.elman import ElmanCell, uniform_init_
 from memnets.cells.gru import GRUCell
 from memnets.cells.lstm import LSTMCell
 from memnets.layers.bidirectional import Bidirectional
 from memnets.layers.recurrent import Recurrent
-from memnets.layers.sequence import to_time_major
+from memnets.layers.sequence import as_lengths, check_dtype, to_time_major
 from memnets.layers.stacked import Stacked
 
 CellFactory = Callable[[int, int], RecurrentCell]
@@ -51,11 +51,7 @@ class _TorchCompatible(nn.Module):
         **cell_options,
     ) -> None:
         super().__init__()
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"expected {name} to be a positive int, got {value!r}")
-        if not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(f"expected num_layers >= 1, got {num_layers!r}")
+        check_sizes(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
         if not 0.0 <= float(dropout) <= 1.0:
             raise ValueError(f"expected dropout in [0, 1], got {dropout}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
@@ -193,11 +189,14 @@ class _TorchCompatible(nn.Module):
         ``lengths`` (an extension of torch.nn's signature): the valid length of
         each sequence of a padded batch, instead of packing it.  Outputs past a
         sequence's length are zero and ``h_n`` is taken at its last valid step.
+        Inputs are checked as in :mod:`memnets.layers.sequence` (``L >= 1``,
+        integer lengths in ``[1, L]``, the parameters' dtype outside autocast).
         """
+        check_dtype(input, self)
         if lengths is not None and self._can_fuse():
             batch = to_time_major(input, input_size=self.input_size,
                                   batch_first=self.batch_first, lengths=lengths)
-            packed = pack_padded_sequence(input, torch.as_tensor(lengths).cpu(),
+            packed = pack_padded_sequence(input, as_lengths(lengths),
                                           batch_first=self.batch_first, enforce_sorted=False)
             out, state = self._forward_fused(packed, hx)
             out, _ = pad_packed_sequence(out, batch_first=self.batch_first,

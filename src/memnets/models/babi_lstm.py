@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from memnets.cells.base import check_sizes
 from memnets.cells.registry import make_cell
 from memnets.layers import GRU, LSTM, Recurrent
 
@@ -71,6 +72,7 @@ class BabiLSTM(nn.Module):
                  cell: str = "lstm", dropout: float = 0.0, cell_options: dict | None = None,
                  pad_id: int = 0):
         super().__init__()
+        check_sizes(vocab_size=vocab_size, embed_dim=embed_dim, hidden_size=hidden_size)
         self.pad_id = pad_id
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
         if cell in DROP_IN and not cell_options:

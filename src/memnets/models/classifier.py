@@ -14,8 +14,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from memnets.cells import make_cell
+from memnets.cells.base import check_sizes
 from memnets.data.vocab import Vocab
 from memnets.layers import Bidirectional, Recurrent, Stacked
+from memnets.layers.sequence import as_lengths
 from memnets.layers.torch_compat import GRU, LSTM, RNN
 
 POOLINGS = ("last", "mean", "max", "attention")
@@ -89,6 +91,8 @@ class SequenceClassifier(nn.Module):
         **cell_options,
     ) -> None:
         super().__init__()
+        check_sizes(vocab_size=vocab_size, embedding_size=embedding_size,
+                    hidden_size=hidden_size, num_layers=num_layers)
         if pooling not in POOLINGS:
             raise ValueError(f"expected pooling in {POOLINGS}, got {pooling!r}")
         if num_classes < 2:
@@ -138,7 +142,7 @@ class SequenceClassifier(nn.Module):
             got = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
             raise ValueError(f"expected token ids of shape (N, T) and integer dtype, got {got}")
         N, T = tokens.shape
-        lengths = torch.as_tensor(lengths, dtype=torch.long, device="cpu")
+        lengths = as_lengths(lengths)  # int64 on the CPU; floats and bools refused
         if tuple(lengths.shape) != (N,) or int(lengths.min()) < 1 or int(lengths.max()) > T:
             raise ValueError(f"expected lengths of shape ({N},) with values in [1, {T}], "
                              f"got {lengths.tolist()[:8]} of shape {tuple(lengths.shape)}")

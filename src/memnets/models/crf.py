@@ -3,7 +3,8 @@
 Lafferty, McCallum & Pereira, "Conditional random fields: probabilistic models
 for segmenting and labeling sequence data", 2001; used on top of a recurrent
 encoder as in Huang, Xu & Yu, "Bidirectional LSTM-CRF models for sequence
-tagging", 2015.  Imports only torch.
+tagging", 2015.  Imports torch, and the shared check of lengths from
+:mod:`memnets.layers.sequence`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+
+from memnets.layers.sequence import as_lengths
 
 # Score given to forbidden transitions: low enough that no path uses one when
 # another exists, finite so that sums stay free of inf - inf.
@@ -98,7 +101,7 @@ class LinearChainCRF(nn.Module):
         N, L = emissions.shape[:2]
         if lengths is None:
             return torch.full((N,), L, dtype=torch.long, device=emissions.device)
-        lengths = torch.as_tensor(lengths, dtype=torch.long, device=emissions.device)
+        lengths = as_lengths(lengths).to(emissions.device)  # floats and bools refused
         if lengths.shape != (N,):
             raise ValueError(f"expected lengths of shape ({N},), got {tuple(lengths.shape)}")
         if N and (int(lengths.min()) < 1 or int(lengths.max()) > L):

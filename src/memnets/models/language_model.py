@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from memnets.cells import make_cell
-from memnets.cells.base import RecurrentCell
+from memnets.cells.base import RecurrentCell, check_sizes
 from memnets.layers import Stacked
 from memnets.layers.torch_compat import GRU, LSTM, RNN
 
@@ -86,10 +86,8 @@ class RNNLanguageModel(nn.Module):
         **cell_options,
     ) -> None:
         super().__init__()
-        for name, value in (("vocab_size", vocab_size), ("embedding_size", embedding_size),
-                            ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"expected {name} to be a positive int, got {value!r}")
+        check_sizes(vocab_size=vocab_size, embedding_size=embedding_size,
+                    hidden_size=hidden_size, num_layers=num_layers)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"expected dropout in [0, 1), got {dropout}")
         if tie_weights and embedding_size != hidden_size:

@@ -2,7 +2,8 @@ r"""End-to-end memory network (MemN2N) for question answering over a story.
 
 Sukhbaatar, Szlam, Weston & Fergus, "End-to-end memory networks", 2015.
 
-The model imports only torch; data come as padded id tensors (see
+The model imports only torch (and the shared size check of
+:mod:`memnets.cells.base`); data come as padded id tensors (see
 :class:`memnets.data.babi.BabiBatch`).
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from memnets.cells.base import check_sizes
 
 ENCODINGS = ("bow", "pe", "pe_centered")
 TYINGS = ("adjacent", "layerwise")
@@ -132,8 +135,8 @@ class MemN2N(nn.Module):
             raise ValueError(f"expected encoding in {ENCODINGS}, got {encoding!r}")
         if tying not in TYINGS:
             raise ValueError(f"expected tying in {TYINGS}, got {tying!r}")
-        if hops < 1:
-            raise ValueError(f"expected hops >= 1, got {hops}")
+        check_sizes(vocab_size=vocab_size, embed_dim=embed_dim, hops=hops,
+                    memory_size=memory_size)
         if nonlinearity not in NONLINEARITIES:
             raise ValueError(f"expected nonlinearity in {NONLINEARITIES}, got {nonlinearity!r}")
         if pe_width is not None and pe_width < 1:

@@ -28,8 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from memnets.cells.base import check_size, check_sizes
 from memnets.cells.registry import make_cell
 from memnets.layers import Bidirectional, Recurrent, Stacked
+from memnets.layers.sequence import as_lengths
 from memnets.models.crf import LinearChainCRF, bio_constraints
 
 POOLINGS = ("none", "last", "mean", "max", "attention")
@@ -128,12 +130,11 @@ class TaggerConfig:
             raise ValueError(f"expected intent_heads: 1 unless intent_pooling is 'attention', "
                              f"got {self.intent_heads} with {self.intent_pooling!r}")
         for name in ("hidden_size", "num_layers", "word_dim", "intent_heads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"expected {name} >= 1, got {getattr(self, name)}")
-        if self.window < 0 or self.char_dim < 0:
-            raise ValueError(
-                f"expected window >= 0 and char_dim >= 0, got {self.window} and {self.char_dim}"
-            )
+            check_size(name, getattr(self, name))
+        for name in ("window", "char_dim"):
+            check_size(name, getattr(self, name), minimum=0)
+        if self.char_dim:
+            check_sizes(char_filters=self.char_filters, char_kernel=self.char_kernel)
         for name in ("dropout", "word_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"expected {name} in [0, 1), got {getattr(self, name)}")
@@ -349,7 +350,7 @@ class SlotTagger(nn.Module):
     def _encode(self, words: Tensor, chars: Tensor | None, lengths: Tensor):
         """Encoder outputs ``(N, L, H_out)``, the valid-step mask ``(N, L)`` and lengths."""
         N, L = words.shape
-        lengths = torch.as_tensor(lengths, dtype=torch.long)
+        lengths = as_lengths(lengths)  # int64 on the CPU; floats and bools refused
         valid = (torch.arange(L).unsqueeze(0) < lengths.unsqueeze(1)).to(words.device)  # (N, L)
         if self.training and self.config.word_dropout > 0:
             drop = torch.rand(words.shape, device=words.device) < self.config.word_dropout
@@ -414,7 +415,7 @@ class SlotTagger(nn.Module):
     def decode(self, out: TaggerOutput, lengths: Tensor) -> tuple[list[list[int]], list[int]]:
         """Tag ids per utterance (Viterbi with a CRF, else argmax) and intent ids
         (empty list without an intent head)."""
-        lengths = torch.as_tensor(lengths, dtype=torch.long)
+        lengths = as_lengths(lengths)
         if self.crf is not None:
             tags = self.crf.decode(out.emissions, lengths.to(out.emissions.device))
         else:

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from memnets.cells.base import RecurrentCell
+from memnets.cells.base import check_sizes as _check_sizes
 from memnets.layers.recurrent import Recurrent
 
 
@@ -24,11 +25,8 @@ def zeros_layers(cell: nn.Module, batch_size: int, device, dtype) -> Tensor:
 
 
 def check_sizes(input_size: int, hidden_size: int, num_layers: int) -> None:
-    if input_size < 1 or hidden_size < 1 or num_layers < 1:
-        raise ValueError(
-            "expected input_size, hidden_size and num_layers >= 1, got "
-            f"{input_size}, {hidden_size} and {num_layers}"
-        )
+    """Each size an int >= 1 (the shared :func:`memnets.cells.base.check_sizes`)."""
+    _check_sizes(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
 
 
 def layer_factory(cell_class: Callable[..., RecurrentCell]) -> Callable[..., Recurrent]:

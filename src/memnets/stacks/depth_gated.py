@@ -10,10 +10,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from memnets.cells.base import RecurrentCell
+from memnets.cells.base import RecurrentCell, register_state
 from memnets.stacks._common import check_sizes, zeros_layers
 
 
+@register_state
 class DepthGatedState(NamedTuple):
     """State of :class:`DepthGatedLSTMCell`: ``h`` then ``c``, each ``(N, K, H)``,
     lowest layer first."""

@@ -10,12 +10,13 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from memnets.cells.base import RecurrentCell
+from memnets.cells.base import RecurrentCell, register_state
 from memnets.stacks._common import check_sizes, zeros_layers
 
 _GATES = {"tanh": 1, "gru": 3, "lstm": 4}
 
 
+@register_state
 class GatedFeedbackState(NamedTuple):
     """State of :class:`GatedFeedbackCell` with ``tanh`` or ``gru`` units:
     ``h`` ``(N, K, H)``, the hidden state of every layer, lowest first."""
@@ -23,6 +24,7 @@ class GatedFeedbackState(NamedTuple):
     h: Tensor
 
 
+@register_state
 class GatedFeedbackLSTMState(NamedTuple):
     """State of :class:`GatedFeedbackCell` with ``lstm`` units: ``h`` then ``c``,
     each ``(N, K, H)``, lowest layer first."""

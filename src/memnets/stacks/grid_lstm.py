@@ -10,10 +10,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from memnets.cells.base import RecurrentCell
+from memnets.cells.base import RecurrentCell, register_state
 from memnets.stacks._common import check_sizes, zeros_layers
 
 
+@register_state
 class GridLSTMState(NamedTuple):
     """State of :class:`GridLSTMCell`: the time dimension's ``h`` then ``m`` of every
     block of the column, each ``(N, K, H)``, lowest block first."""

@@ -3,15 +3,22 @@
 A task module in this package registers its class with :func:`register_task`
 when imported.  :func:`get_task` imports every module of this package the first
 time a name is not yet known, so an application adds a task by adding a module
-here — no list to edit.  A recipe may also name a task outside memnets as
-``"package.module:ClassName"``.
+here — no list to edit.
+
+A task defined outside memnets registers itself the same way when its module
+is imported: on the command line with ``memnets --task-module PACKAGE.MODULE``
+(:func:`import_task_module`), or by an installed package's ``memnets.tasks``
+entry point.  A recipe or a run directory only ever *names* a registered task:
+nothing read from a file chooses code to import.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+from importlib import metadata
 
+from memnets.errors import shorten
 from memnets.tasks.base import SPLITS, ShardedBatches, StepOutput, Task, detach_state, to_device
 
 _TASKS: dict[str, type[Task]] = {}
@@ -49,6 +56,23 @@ def _discover() -> None:
             importlib.import_module(f"{__name__}.{info.name}")
         except Exception as e:  # keep other tasks usable; report if this name is asked for
             _IMPORT_ERRORS[info.name] = f"{type(e).__name__}: {e}"
+    for ep in metadata.entry_points(group="memnets.tasks"):  # installed packages' tasks
+        try:
+            ep.load()
+        except Exception as e:  # noqa: BLE001 - reported when the name is asked for
+            _IMPORT_ERRORS[ep.value] = f"{type(e).__name__}: {e}"
+
+
+def import_task_module(module: str) -> None:
+    """Import ``module`` (given on the command line) so that its tasks register.
+
+    Raises ``KeyError`` with a clear message when it cannot be imported.
+    """
+    try:
+        importlib.import_module(module)
+    except Exception as e:  # noqa: BLE001 - any failure of the user's module, one line
+        raise KeyError(f"--task-module {module}: cannot import it ({type(e).__name__}: {e})"
+                       ) from None
 
 
 def task_names() -> list[str]:
@@ -58,26 +82,18 @@ def task_names() -> list[str]:
 
 
 def get_task(name: str) -> type[Task]:
-    """The task class registered as ``name``, or ``"package.module:Class"``.
+    """The task class registered as ``name``.
 
-    Raises ``KeyError`` with a message naming the known tasks.
+    Never imports a module named by ``name``.  Raises ``KeyError`` with a
+    message naming the known tasks.
     """
-    if ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as e:
-            raise KeyError(f"cannot import task {name!r}: {e}") from None
-        if not (isinstance(cls, type) and issubclass(cls, Task)):
-            raise KeyError(f"expected {name!r} to be a Task subclass, got {cls!r}")
-        return cls
     if name not in _TASKS:
         _discover()
     if name not in _TASKS:
         broken = "".join(f"; module memnets.tasks.{m} failed to import ({err})"
                          for m, err in sorted(_IMPORT_ERRORS.items()))
         raise KeyError(
-            f"unknown task {name!r}; expected one of {', '.join(sorted(_TASKS)) or '(none)'}"
+            f"unknown task {shorten(name)}; expected one of {', '.join(sorted(_TASKS)) or '(none)'}"
             + broken
         )
     return _TASKS[name]
@@ -85,5 +101,5 @@ def get_task(name: str) -> type[Task]:
 
 __all__ = [
     "SPLITS", "ShardedBatches", "StepOutput", "Task", "detach_state", "get_task",
-    "register_task", "task_names", "to_device",
+    "import_task_module", "register_task", "task_names", "to_device",
 ]

@@ -26,7 +26,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -74,6 +74,9 @@ class BabiDataConfig(DataConfig):
     missing: Literal["error", "skip"] = "error"
     split_seed: int = 0
 
+    RANGES: ClassVar[dict[str, str]] = {
+        "memory_size": ">= 1", "valid_fraction": "(0, 1)", "split_seed": ">= 0"}
+
     def validate(self) -> None:
         bad = [t for t in self.tasks if t not in TASK_NAMES]
         if bad:
@@ -119,6 +122,10 @@ class BabiModelConfig(ModelConfig):
     nonlinearity: Literal["none", "relu"] = "none"
     hop_map: bool = False
     batch_loss: Literal["sum", "mean"] = "sum"
+
+    RANGES: ClassVar[dict[str, str]] = {
+        "embed_dim": ">= 1", "hops": ">= 1", "random_noise": "[0, 1)", "ls_lr_scale": "> 0",
+        "ls_patience": ">= 1", "ls_epochs": ">= 1", "init_std": "> 0"}
 
 
 @register_task("babi")
@@ -278,12 +285,21 @@ class BabiTask(Task):
         return {"majority_error": 100.0 * sum(ex.answer_label != top for ex in dev)
                 / max(len(dev), 1)}
 
-    def evaluate(self, model, split, *, batch_size, rank=0, world_size=1):
-        result = super().evaluate(model, split, batch_size=batch_size, rank=rank,
-                                  world_size=world_size)
-        if split == "dev" and getattr(model, "linear", False):
-            self.update_linear_start(model, result["loss"])
-        return result
+    def observe_dev(self, model, metrics: dict[str, float]) -> bool:
+        """During training, linear start follows the dev loss (never in ``evaluate``)."""
+        return bool(getattr(model, "linear", False)
+                    and self.update_linear_start(model, metrics["loss"]))
+
+    def train_state(self, model: nn.Module) -> dict:
+        """Linear start's counters (its on/off flag is a buffer of the model)."""
+        best = self._ls_best if math.isfinite(self._ls_best) else None
+        return {"ls_best": best, "ls_wait": self._ls_wait, "ls_evals": self._ls_evals}
+
+    def load_train_state(self, model: nn.Module, state: dict) -> None:
+        best = state.get("ls_best")
+        self._ls_best = math.inf if best is None else float(best)
+        self._ls_wait = int(state.get("ls_wait", 0))
+        self._ls_evals = int(state.get("ls_evals", 0))
 
     def update_linear_start(self, model: MemN2N, dev_loss: float) -> bool:
         """End linear start once the dev loss stops falling (or after ``ls_epochs``
@@ -353,9 +369,15 @@ class BabiTask(Task):
 def read_story_file(path: str | Path) -> list[str]:
     """Sentences of a user's story file: one per line, or several on a line, each
     ended by ``.`` or ``!``; an optional leading ``ID``, bAbI question lines
-    (with a TAB) and blank lines skipped."""
+    (with a TAB) and blank lines skipped.
+
+    Raises :class:`~memnets.data.paths.DataError` naming the file (and the line
+    of a byte that is not UTF-8) when it is missing or not text.
+    """
+    from memnets.data.text import read_lines
+
     out = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for line in read_lines(path, "a story file"):
         line = line.strip()
         if not line or "\t" in line:
             continue

@@ -7,7 +7,7 @@ turns summed statistics into metrics.  The trainer (:mod:`memnets.train`) does
 the rest: optimisation, schedules, clipping, early stopping, checkpoints,
 logging, DDP.  See ``docs/engine.md`` for a walk-through.
 
-This module imports torch and :mod:`memnets.config` only.
+This module imports torch, :mod:`memnets.config` and :mod:`memnets.errors` only.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from memnets.config import DataConfig, ModelConfig
+from memnets.errors import DataError
 
 SPLITS = ("train", "dev", "test")
 
@@ -115,6 +116,37 @@ class Task:
     def load_train_state(self, model: nn.Module, state: dict) -> None:
         """Restore :meth:`train_state` when a run resumes (after the weights are loaded)."""
 
+    def observe_dev(self, model: nn.Module, metrics: dict[str, float]) -> bool:
+        """Called by the trainer after each dev evaluation *during training*, before
+        the checkpoint is written: the place for phase changes that follow the dev
+        metrics (bAbI's linear start).  Return True when the model now computes
+        another function; the trainer then evaluates the dev split again, so that a
+        checkpoint's metrics are always those of the weights it holds.
+        :meth:`evaluate` itself never changes the model or the task."""
+        return False
+
+    def check_splits(self, splits: tuple[str, ...]) -> None:
+        """Raise :class:`memnets.data.DataError` unless every split in ``splits`` has
+        data for at least one batch; the trainer calls it before the first step.
+
+        The default counts batches (``data.batch_size`` for train,
+        ``data.eval_batch_size`` for the others); a task whose readers would fetch
+        or build much to count overrides it with a cheaper check of its files.
+        """
+        for split in splits:
+            bs = self.config.batch_size if split == "train" else (
+                self.config.eval_batch_size or self.config.batch_size)
+            try:
+                n = self.num_batches(split, batch_size=bs)
+            except DataError:
+                raise
+            except ValueError as e:  # e.g. too few tokens to cut into bs streams
+                raise DataError(f"task {self.name!r}: the {split} split is too small for a "
+                                f"batch of {bs} ({e})") from None
+            if n < 1:
+                raise DataError(f"task {self.name!r}: the {split} split has no data for a "
+                                f"batch of {bs}")
+
     # ------------------------------------------------------------------ data
 
     def splits(self) -> tuple[str, ...]:
@@ -159,8 +191,13 @@ class Task:
             len(ds), batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
             rank=rank, world_size=world_size, start=start,
         )
+        # The loader's own generator (for worker seeds): without one, starting the
+        # loader draws from the global RNG, which is the dropout stream that a
+        # resumed run restores, and would shift it.
+        loader_rng = torch.Generator().manual_seed(seed + epoch)
         yield from torch.utils.data.DataLoader(
-            ds, batch_sampler=sampler, collate_fn=self.collate, num_workers=num_workers
+            ds, batch_sampler=sampler, collate_fn=self.collate, num_workers=num_workers,
+            generator=loader_rng,
         )
 
     def num_batches(self, split: str, *, batch_size: int) -> int:

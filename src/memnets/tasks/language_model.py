@@ -21,9 +21,10 @@ tanh RNN / LSTM clipping experiment), ``shakespeare_char``.
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,7 @@ from memnets.tasks import register_task
 from memnets.tasks.base import StepOutput, Task, model_device
 
 _SPLIT_NAMES = {"train": "train", "dev": "valid", "test": "test"}
+MAX_GENERATE_LENGTH = 100_000  # tokens of one ``memnets generate``; sampling is one step a token
 
 
 @dataclass
@@ -66,6 +68,8 @@ class LMDataConfig(DataConfig):
     split: list[float] = field(default_factory=lambda: list(DEFAULT_SPLIT))
     level: Literal["word", "char"] = "word"
     download: bool = True
+
+    RANGES: ClassVar[dict[str, str]] = {"bptt": ">= 1", "split": "[0, 1]"}
 
     def validate(self) -> None:
         if self.bptt < 1:
@@ -98,6 +102,8 @@ class LMModelConfig(ModelConfig):
     variational: bool = False
     init_range: float | None = None
     loss: Literal["token", "sequence"] = "token"
+
+    RANGES: ClassVar[dict[str, str]] = {"embedding_size": ">= 1", "init_range": "> 0"}
 
 
 class _LMTask(Task):
@@ -154,6 +160,31 @@ class _LMTask(Task):
     def num_batches(self, split: str, *, batch_size: int) -> int:
         return num_segments(batchify(self.ids(split), batch_size), self.config.bptt)
 
+    size_name = "tokens"  # what ids() counts, for messages
+
+    def _source(self, split: str) -> str:
+        """Where ``split``'s text comes from, for messages."""
+        raise NotImplementedError
+
+    def check_splits(self, splits: tuple[str, ...]) -> None:
+        """Raise :class:`DataError` naming the file of any of ``splits`` that is missing
+        or too short for one batch (two tokens per stream, ``data.batch_size``
+        streams for train, ``data.eval_batch_size`` for the others), before
+        anything trains.
+
+        Reads the text as :meth:`setup` does, downloading the default dataset
+        first when it is missing and ``data.download`` is true.
+        """
+        for split in splits:
+            if split not in _SPLIT_NAMES:
+                raise DataError(f"expected a split among {sorted(_SPLIT_NAMES)}, got {split!r}")
+            c = self.config
+            bs = c.batch_size if split == "train" else (c.eval_batch_size or c.batch_size)
+            n = self.ids(split).numel()
+            if n < 2 * bs:
+                raise DataError(f"{self._source(split)}: expected at least {2 * bs} "
+                                f"{self.size_name} (one batch of {bs} streams), got {n}")
+
     # --- model ---
 
     def build_model(self, config: LMModelConfig) -> nn.Module:
@@ -189,15 +220,16 @@ class _LMTask(Task):
     def generate(self, model, args: list[str]) -> str:
         p = argparse.ArgumentParser(prog=f"memnets generate RUN_DIR  (task {self.name})")
         p.add_argument("--prime", default="", help="text to start from")
-        p.add_argument("--length", type=int, default=300, help="tokens to sample")
+        p.add_argument("--length", type=int, default=300,
+                       help=f"tokens to sample, 1 to {MAX_GENERATE_LENGTH} (default 300)")
         p.add_argument("--temperature", type=float, default=1.0,
                        help="divide the logits by this (0: always the most likely token)")
         p.add_argument("--seed", type=int, default=None, help="random seed of the sampler")
         a = p.parse_args(args)
-        if a.length < 0:
-            raise ValueError(f"expected --length >= 0, got {a.length}")
-        if a.temperature < 0:
-            raise ValueError(f"expected --temperature >= 0, got {a.temperature}")
+        if not 1 <= a.length <= MAX_GENERATE_LENGTH:
+            raise ValueError(f"expected --length in [1, {MAX_GENERATE_LENGTH}], got {a.length}")
+        if not (math.isfinite(a.temperature) and a.temperature >= 0):
+            raise ValueError(f"expected a finite --temperature >= 0, got {a.temperature}")
         ids = self._encode_prime(a.prime)
         g = torch.Generator(device=model_device(model))
         if a.seed is not None:
@@ -247,8 +279,17 @@ class WordLanguageModelTask(_LMTask):
                 download(PTB_URL.format(split=split), f, sha256=PTB_SHA256[split], quiet=False)
         try:
             return load_ptb(folder, vocab=vocab, level=self.config.level)
+        except DataError:
+            raise
         except (FileNotFoundError, ValueError) as e:
             raise DataError(str(e)) from None
+
+    @property
+    def size_name(self) -> str:
+        return "characters" if self.config.level == "char" else "tokens"
+
+    def _source(self, split: str) -> str:
+        return str(self._folder() / f"ptb.{_SPLIT_NAMES[split]}.txt")
 
     def _encode_prime(self, prime: str) -> list[int]:
         if self.config.level == "char":
@@ -285,8 +326,16 @@ class CharLanguageModelTask(_LMTask):
             download(SHAKESPEARE_URL, f, sha256=SHAKESPEARE_SHA256, quiet=False)
         try:
             return load_chars(f, split=tuple(self.config.split), vocab=vocab)
+        except DataError:
+            raise
         except (FileNotFoundError, ValueError) as e:
             raise DataError(str(e)) from None
+
+    size_name = "characters"
+
+    def _source(self, split: str) -> str:
+        k = list(_SPLIT_NAMES).index(split)
+        return f"the {split} part (fraction {self.config.split[k]}) of {self._file()}"
 
     def _encode_prime(self, prime: str) -> list[int]:
         if not prime:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -181,6 +182,10 @@ class MemoryDataConfig(DataConfig):
     test_size: int = 10_000
     seed: int = 1234
 
+    RANGES: ClassVar[dict[str, str]] = {
+        "T": ">= 1", "train_size": ">= 1", "dev_size": ">= 1", "test_size": ">= 1",
+        "seed": ">= 0"}
+
     def validate(self) -> None:
         for name in ("T", "train_size", "dev_size", "test_size", "batch_size"):
             if getattr(self, name) < 1:
@@ -265,7 +270,8 @@ class AddingTask(_MemoryTask):
             prog="memnets predict RUN_DIR", description="Sum the two marked numbers of a sequence.")
         p.add_argument("values", nargs="+", type=float, help="the numbers, in [0, 1]")
         p.add_argument("--marks", required=True,
-                       help="the two marked positions, 0-based, comma-separated (e.g. 3,17)")
+                       help="the two marked positions, 0-based, distinct, comma-separated "
+                            "(e.g. 3,17)")
         return p
 
     def predict(self, model, args):
@@ -278,13 +284,19 @@ class AddingTask(_MemoryTask):
         if len(marks) != 2 or not all(0 <= m < len(a.values) for m in marks):
             raise ValueError(f"--marks: expected two positions in [0, {len(a.values)}), "
                              f"got {a.marks!r}")
+        if marks[0] == marks[1]:
+            raise ValueError(f"--marks: expected two different positions, got {a.marks!r}")
+        bad = [(i, v) for i, v in enumerate(a.values) if not math.isfinite(v)]
+        if bad:
+            i, v = bad[0]
+            raise ValueError(f"expected finite values, got {v} at position {i}")
         x = torch.zeros(1, len(a.values), 2)
         x[0, :, 0] = torch.tensor(a.values)
         x[0, marks, 1] = 1.0
         model.eval()
         with torch.no_grad():
             pred = float(model(x.to(model_device(model))).squeeze())
-        true = sum(a.values[m] for m in set(marks))
+        true = a.values[marks[0]] + a.values[marks[1]]
         return f"prediction {pred:.4f}  (true sum {true:.4f})"
 
 
@@ -358,6 +370,8 @@ class RecallTask(_MemoryTask):
     class DataConfig(MemoryDataConfig):
         num_pairs: int = 8
         T: int = 0  # unused: the length is 2 * num_pairs + 3
+
+        RANGES: ClassVar[dict[str, str]] = {"T": ">= 0"}
 
         def validate(self) -> None:
             if not 1 <= self.num_pairs <= 26:

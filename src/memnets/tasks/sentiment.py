@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +60,8 @@ class SSTDataConfig(DataConfig):
     min_freq: int = 1
     download: bool = True
 
+    RANGES: ClassVar[dict[str, str]] = {"min_freq": ">= 1"}
+
 
 @dataclass
 class SSTModelConfig(ModelConfig):
@@ -72,6 +74,8 @@ class SSTModelConfig(ModelConfig):
     embedding_dropout: float = 0.5
     word_dropout: bool = False
     freeze_embeddings: bool = False
+
+    RANGES: ClassVar[dict[str, str]] = {"embedding_size": ">= 1", "embedding_dropout": "[0, 1)"}
 
 
 @register_task("sentiment")
@@ -110,9 +114,31 @@ class SentimentTask(Task):
             try:
                 self._data = load_sst(folder, fine=self.config.classes == 5,
                                       phrases=self.config.phrases)
+            except DataError:
+                raise
             except (FileNotFoundError, ValueError) as e:
                 raise DataError(str(e)) from None
         return self._data
+
+    def _split_file(self, split: str) -> Path:
+        if split == "train" and self.config.phrases:
+            return self._folder() / "trees" / "train.txt"
+        name = "fine" if self.config.classes == 5 else "binary"
+        return self._folder() / "sentences" / f"stsa.{name}.{split}"
+
+    def check_splits(self, splits: tuple[str, ...]) -> None:
+        """Raise :class:`DataError` naming the file of any of ``splits`` that is missing
+        or holds no sentence, before anything trains.
+
+        Reads every SST file this recipe uses (as :meth:`setup` does), after
+        downloading the missing ones when ``data.download`` is true.
+        """
+        data = self._load()
+        for split in splits:
+            if split not in data:
+                raise DataError(f"expected an SST split among {sorted(data)}, got {split!r}")
+            if not data[split]:
+                raise DataError(f"expected sentences in {self._split_file(split)}, got none")
 
     def setup(self) -> None:
         self.vocab = Vocab.build((t for t, _ in self._load()["train"]),

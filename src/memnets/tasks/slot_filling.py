@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import random
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -82,6 +83,8 @@ class SlotDataConfig(DataConfig):
     bucket: bool = True
     select: str = "slot_f1"
 
+    RANGES: ClassVar[dict[str, str]] = {"split_seed": ">= 0", "min_freq": ">= 1"}
+
     def validate(self) -> None:
         if self.format not in FORMATS:
             raise ValueError(f"format: expected one of {FORMATS}, got {self.format!r}")
@@ -141,8 +144,78 @@ class SlotFillingTask(Task):
             )
         try:
             return read_split(folder, name, self.config.format)
+        except DataError:
+            raise
         except (ValueError, FileNotFoundError) as e:
             raise DataError(str(e)) from None
+
+    def _split_name(self, split: str) -> str:
+        """The folder (seq) or file (iob) of ``split`` inside the corpus; a held-out dev
+        (``data.dev: null``) is read from the train one."""
+        c = self.config
+        names = {"train": c.train, "dev": c.train if c.dev is None else c.dev, "test": c.test}
+        if split not in names:
+            raise DataError(f"expected a slot-filling split train, dev or test, got {split!r}")
+        if names[split] is None:
+            raise DataError(f"expected a {split} split, got data.{split}: null in this recipe")
+        return names[split]
+
+    def _needs_intents(self) -> bool:
+        return self.config.select in ("intent_accuracy", "joint")
+
+    def _split_files(self, name: str, *, labels: bool) -> list:
+        folder = self.corpus_dir / name
+        if self.config.format == "iob":
+            return [folder]
+        return [folder / "seq.in", folder / "seq.out"] + ([folder / "label"] if labels else [])
+
+    def _check_labels(self, splits: tuple[str, ...]) -> None:
+        """In the seq layout, every split needs its ``label`` file when the recipe scores
+        intents (``data.select``) or when the training split has one (so that a dev or
+        test split without intents is not scored as all wrong)."""
+        c = self.config
+        if c.format != "seq":
+            return
+        train_label = self.corpus_dir / c.train / "label"
+        if not train_label.is_file():
+            if self._needs_intents():
+                raise DataError(f"intent labels not found: expected {train_label} "
+                                f"(data.select={c.select!r} scores intents)")
+            return
+        for split in splits:
+            label = self.corpus_dir / self._split_name(split) / "label"
+            if (self.corpus_dir / self._split_name(split)).is_dir() and not label.is_file():
+                raise DataError(f"intent labels not found: expected {label}, as "
+                                f"{train_label} gives the training split intents")
+
+    def check_splits(self, splits: tuple[str, ...]) -> None:
+        """Raise :class:`DataError` naming every missing file of ``splits``, or a split
+        without utterances, before anything trains.
+
+        A known corpus (:data:`~memnets.data.atis.KNOWN_CORPORA`) is downloaded first
+        when ``data.download`` is true, as the first read would; nothing else touches
+        the network.  The splits are read (the corpora are small), so that a malformed
+        test file is found now too.
+        """
+        labels = self._needs_intents() or (
+            self.config.format == "seq"
+            and (self.corpus_dir / self.config.train / "label").is_file())
+        names = list(dict.fromkeys(self._split_name(s) for s in splits))
+        missing = [f for n in names for f in self._split_files(n, labels=labels)
+                   if not f.is_file()]
+        folder = self.corpus_dir
+        if missing and self.config.download and folder.name in KNOWN_CORPORA:
+            fetch_corpus(folder)
+            missing = [f for f in missing if not f.is_file()]
+        if missing:
+            raise DataError(
+                f"slot-filling split file(s) not found: expected {', '.join(map(str, missing))} "
+                f"(data.corpus={self.config.corpus!r}, data.format={self.config.format!r})")
+        self._check_labels(splits)
+        for split in splits:
+            if not self.examples(split):
+                raise DataError(f"expected utterances in {folder / self._split_name(split)}, "
+                                f"got none")
 
     def splits(self) -> tuple[str, ...]:
         return ("train", "dev") + (("test",) if self.config.test is not None else ())
@@ -165,7 +238,14 @@ class SlotFillingTask(Task):
 
     def setup(self) -> None:
         c = self.config
-        self.vocabs = SlotVocabs.build(self.examples("train"), min_freq=c.min_freq,
+        train = self.examples("train")
+        self._check_labels(self.splits())
+        if not train:
+            raise DataError(f"expected utterances in {self.corpus_dir / c.train}, got none")
+        if self._needs_intents() and all(u.intent is None for u in train):
+            raise DataError(f"expected intents in {self.corpus_dir / c.train} "
+                            f"(data.select={c.select!r} scores intents), got none")
+        self.vocabs = SlotVocabs.build(train, min_freq=c.min_freq,
                                        lowercase=c.lowercase, digits=c.digits)
 
     def state_dict(self) -> dict:

@@ -14,6 +14,7 @@ import json
 import math
 from pathlib import Path
 
+from memnets.errors import CheckpointError, shorten
 from memnets.train.checkpoint import atomic_write_text
 
 JSONL, CSV = "metrics.jsonl", "metrics.csv"
@@ -25,12 +26,17 @@ def read_rows(run_dir: Path) -> list[dict]:
     if not path.is_file():
         return []
     rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise ValueError(f"{path}:{n}: expected a JSON object per line") from None
+                row = json.loads(line)
+            except (json.JSONDecodeError, RecursionError):
+                row = None
+            if not isinstance(row, dict):
+                raise CheckpointError(f"{path}:{n}: expected a JSON object per line, got "
+                                      f"{shorten(line)}")
+            rows.append(row)
     return rows
 
 
@@ -61,7 +67,9 @@ class MetricsLogger:
         if not enabled:
             return
         if keep_until_step is not None:
-            self.rows = [r for r in read_rows(self.run_dir) if r.get("step", 0) <= keep_until_step]
+            self.rows = [r for r in read_rows(self.run_dir)
+                         if isinstance(r.get("step", 0), int)
+                         and r.get("step", 0) <= keep_until_step]
             atomic_write_text(self.run_dir / JSONL,
                               "".join(json.dumps(r) + "\n" for r in self.rows))
         else:

@@ -11,6 +11,7 @@ good checkpoint; DDP under ``torchrun``.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from contextlib import nullcontext
@@ -18,32 +19,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import yaml
 from torch import nn
 
-from memnets.config import Config, ConfigError, dump_config, from_dict
+from memnets.config import Config, ConfigError, dump_config, from_dict, read_yaml_file
 from memnets.data.paths import DataError, data_root
-from memnets.errors import CheckpointError, TrainingError
+from memnets.errors import CheckpointError, MemnetsError, TrainingError, shorten
 from memnets.tasks import get_task
 from memnets.tasks.base import Task, add_stats, all_reduce_stats, detach_state
 from memnets.train import distributed as ddp
 from memnets.train.checkpoint import (
+    CHECKPOINTS,
+    RunLock,
+    all_finite,
     atomic_write_text,
+    complete_checkpoints,
+    find_latest,
+    json_safe,
     load_checkpoint,
     load_model_weights,
     load_optimizer_state,
     optimizer_state,
     pack_tree,
+    read_json,
     read_pointer,
     rng_state,
     save_checkpoint,
     set_rng_state,
+    step_dir_name,
     unpack_tree,
 )
 from memnets.train.logs import MetricsLogger, format_metrics
 from memnets.train.optim import LRSchedule, build_optimizer, set_lr
-
-
 
 
 @dataclass
@@ -91,14 +97,10 @@ def load_run(run_dir: str | Path, *, which: str = "best", device: str = "cpu",
     run and combines them with the task's ``build_ensemble``.
     """
     run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise ConfigError(f"{run_dir} is not a run directory: expected {cfg_path}")
-    config = from_dict(yaml.safe_load(cfg_path.read_text()), source=str(cfg_path))
+    config = read_run_config(run_dir)
     task = make_task(config, check_data=check_data)
-    task_json = run_dir / "task.json"
-    task_state = json.loads(task_json.read_text()) if task_json.is_file() else {}
-    task.load_state_dict(task_state)
+    task_state = read_task_state(run_dir)
+    load_task_state(task, task_state, run_dir / "task.json")
     members = _ensemble_members(run_dir)
     if members is not None:
         build = getattr(task, "build_ensemble", None)
@@ -107,14 +109,14 @@ def load_run(run_dir: str | Path, *, which: str = "best", device: str = "cpu",
                               f"{config.task!r} cannot combine runs (no build_ensemble)")
         models = []
         for member in members:
-            state = json.loads((member / "task.json").read_text())
+            state = read_task_state(member)
             if state != task_state:
                 raise ConfigError(f"ensemble {run_dir}: member {member} was trained with other "
                                   f"vocabularies or labels (its task.json differs)")
             models.append(load_run(member, which=which, device=device)[2])
         return config, task, build(models).to(ddp.resolve_device(device)).eval()
     model = task.build_model(config.model).to(ddp.resolve_device(device))
-    folder = read_pointer(run_dir, which) or read_pointer(run_dir, "latest")
+    folder = read_pointer(run_dir, which) or find_latest(run_dir)[0]
     if folder is None:
         raise TrainingError(f"{run_dir} has no checkpoint yet (no checkpoints/latest.json)")
     load_model_weights(model, folder / "model.safetensors")
@@ -128,11 +130,15 @@ def _ensemble_members(run_dir: Path) -> list[Path] | None:
     A member's path is taken as written, else beside the ensemble (the same
     parent folder), so that a folder of runs can be moved as a whole."""
     results = run_dir / "results.json"
-    if read_pointer(run_dir, "latest") is not None or not results.is_file():
+    if complete_checkpoints(run_dir) or not results.is_file():
         return None
-    listed = json.loads(results.read_text()).get("members")
+    info = read_json(results, "results")
+    listed = info.get("members") if isinstance(info, dict) else None
     if not listed:
         return None
+    if not isinstance(listed, list) or not all(isinstance(m, str) for m in listed):
+        raise CheckpointError(f"{results}: expected 'members' to be a list of run folders, "
+                              f"got {listed!r:.80}")
     found = []
     for name in listed:
         tries = [Path(name), run_dir.parent / Path(name).name]
@@ -144,13 +150,52 @@ def _ensemble_members(run_dir: Path) -> list[Path] | None:
     return found
 
 
+def read_run_config(run_dir: Path) -> Config:
+    """The resolved recipe of a run directory (``config.yaml``), checked."""
+    cfg_path = Path(run_dir) / "config.yaml"
+    if not cfg_path.is_file():
+        raise ConfigError(f"{run_dir} is not a run directory: expected {cfg_path}")
+    return from_dict(read_yaml_file(cfg_path, "run's config"), source=str(cfg_path))
+
+
+def read_task_state(run_dir: Path) -> dict:
+    """``task.json`` of a run (vocabularies and such); ``{}`` when there is none."""
+    path = Path(run_dir) / "task.json"
+    if not path.is_file():
+        return {}
+    state = read_json(path, "task state")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(state).__name__}")
+    return state
+
+
+def load_task_state(task: Task, state: dict, where: Path) -> None:
+    """``task.load_state_dict(state)``; a state the task cannot use names the file."""
+    try:
+        task.load_state_dict(state)
+    except MemnetsError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        what = f"the field {e.args[0]!r}" if isinstance(e, KeyError) else shorten(str(e), 120)
+        raise CheckpointError(f"{where}: expected the state of task {task.name!r}; "
+                              f"{type(e).__name__}: {what}") from None
+
+
 def _better(a: float, b: float | None, higher: bool) -> bool:
-    if b is None:
+    """Whether ``a`` is a better main metric than the best so far ``b`` (NaN never is)."""
+    if not math.isfinite(a):
+        return False
+    if b is None or not math.isfinite(b):
         return True
     return a > b if higher else a < b
 
 
 # --------------------------------------------------------------------------- training
+
+
+# what the engine itself writes into a run directory
+_RUN_FILES = {".lock", "config.yaml", "task.json", "metrics.jsonl", "metrics.csv",
+              "results.json", CHECKPOINTS, "tensorboard"}
 
 
 class Trainer:
@@ -180,29 +225,54 @@ class Trainer:
 
     def run(self) -> dict:
         try:
-            return self._run()
+            self._check_run_dir()
+            with RunLock(self.run_dir) if self.dist.is_main else nullcontext():
+                self._check_run_dir()  # again, now that no other process can start one here
+                return self._run()
         finally:
             ddp.teardown(self.dist)
+
+    def _check_run_dir(self) -> None:
+        """A fresh run goes into a new, empty or unfinished run directory only."""
+        run_dir = self.run_dir
+        if self.resume or not run_dir.exists():
+            return
+        if not run_dir.is_dir():
+            raise ConfigError(f"--out {run_dir}: expected a folder, got a file")
+        if (run_dir / CHECKPOINTS / "latest.json").exists() or complete_checkpoints(run_dir):
+            raise ConfigError(f"{run_dir} already holds a run; add --resume to continue it or "
+                              f"choose another --out")
+        others = sorted(p.name for p in run_dir.iterdir() if p.name not in _RUN_FILES)
+        if others and not (run_dir / "config.yaml").is_file():
+            raise ConfigError(
+                f"--out {run_dir}: expected a new or empty folder (or a run directory), got one "
+                f"holding {', '.join(others[:5])}{', ...' if len(others) > 5 else ''}")
 
     def _run(self) -> dict:
         cfg, tc, d = self.config, self.config.trainer, self.dist
         run_dir = self.run_dir
         task = make_task(cfg)
         self.task = task
-        latest = read_pointer(run_dir, "latest") if self.resume else None
-        if self.resume and latest is None:
-            raise TrainingError(f"cannot resume: {run_dir} has no checkpoint "
-                                f"(checkpoints/latest.json)")
-        if latest is not None:
-            task.load_state_dict(json.loads((run_dir / "task.json").read_text()))
+        latest = None
+        if self.resume:
+            latest, note = find_latest(run_dir)
+            if latest is None:
+                raise TrainingError(f"cannot resume: {run_dir} has no checkpoint "
+                                    f"(checkpoints/latest.json)" + (f"; {note}" if note else ""))
+            if note:
+                self.log(f"warning: {note}")
+            load_task_state(task, read_task_state(run_dir), run_dir / "task.json")
         else:
             task.setup()
         model = task.build_model(cfg.model).to(self.device)
         self.model = model
         optimizer = build_optimizer(model, cfg.optimizer)
+        eval_bs = cfg.data.eval_batch_size or cfg.data.batch_size
+        has_dev = "dev" in task.splits()
+        needed = [s for s in ("train", "dev", "test") if s in task.splits()
+                  and (s != "test" or tc.test)]
+        task.check_splits(tuple(needed))  # before the first step, not after the last
         per_epoch = task.num_batches("train", batch_size=cfg.data.batch_size)
-        if per_epoch < 1:
-            raise DataError(f"task {cfg.task!r}: the train split is empty")
         budget = tc.max_epochs * per_epoch
         if tc.max_steps is not None:
             budget = min(budget, tc.max_steps)
@@ -212,17 +282,27 @@ class Trainer:
         if latest is not None:
             load_model_weights(model, latest / "model.safetensors")
             meta, tensors = load_checkpoint(latest)
-            load_optimizer_state(optimizer, meta["optimizer"], tensors)
-            schedule.load_state_dict(meta["schedule"])
-            prog = Progress(**meta["progress"])
-            if d.world_size == meta.get("world_size", 1):
-                set_rng_state(meta["rng"], tensors)
-            task.load_train_state(model, meta.get("task_state", {}))
+            try:
+                load_optimizer_state(optimizer, meta["optimizer"], tensors)
+                schedule.load_state_dict(meta["schedule"])
+                prog = Progress(**meta["progress"])
+                if d.world_size == meta.get("world_size", 1):
+                    set_rng_state(meta["rng"], tensors)
+                task.load_train_state(model, meta.get("task_state") or {})
+            except MemnetsError:
+                raise
+            except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+                what = f"the field {e.args[0]!r}" if isinstance(e, KeyError) else \
+                    shorten(str(e), 120)
+                raise CheckpointError(f"{latest / 'trainer.json'}: expected the trainer state of "
+                                      f"this recipe; {type(e).__name__}: {what}") from None
             if meta.get("carried") is not None:
-                carried = unpack_tree(meta["carried"], tensors, self.device)
+                carried = unpack_tree(meta["carried"], tensors, self.device,
+                                      where=str(latest / "trainer.json"))
+            self._repair_best(prog, latest)
             self.log(f"resuming {run_dir} at step {prog.step} (epoch {prog.epoch + 1}, "
                      f"batch {prog.batch})")
-        if d.is_main:
+        if d.is_main:  # everything checked: only now the run directory changes
             run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
             atomic_write_text(run_dir / "task.json", json.dumps(task.state_dict()))
@@ -233,8 +313,6 @@ class Trainer:
         if d.enabled:
             net = nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        eval_bs = cfg.data.eval_batch_size or cfg.data.batch_size
-        has_dev = "dev" in task.splits()
         autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
                     if tc.precision == "bf16" else nullcontext())
         n_params = sum(p.numel() for p in model.parameters())
@@ -254,7 +332,18 @@ class Trainer:
         window_size, window_t = 0, time.perf_counter()
         stop = prog.step >= budget
 
+        def stopped(what: str, step: int | None = None) -> TrainingError:
+            where = read_pointer(run_dir, "latest")
+            kept = (f"the last good checkpoint is {where}" if where is not None
+                    else "no checkpoint had been written yet")
+            at = prog.step if step is None else step
+            return TrainingError(f"{what} at step {at} (epoch {prog.epoch + 1}): "
+                                 f"training stopped; {kept}. Try a lower optimizer.lr or "
+                                 f"optimizer.grad_clip")
+
         def checkpoint(pointers=("latest",)):
+            if not all_finite(model):  # never keep non-finite weights as good
+                raise stopped("the weights hold NaN or infinite values")
             tensors: dict = {}
             meta = {
                 "progress": {**prog.__dict__, "elapsed": time.perf_counter() - start},
@@ -268,7 +357,7 @@ class Trainer:
                 "task_state": task.train_state(model),
             }
             if d.is_main:
-                save_checkpoint(run_dir, f"step-{prog.step:08d}", model=model, meta=meta,
+                save_checkpoint(run_dir, step_dir_name(prog.step), model=model, meta=meta,
                                 tensors=tensors, pointers=pointers)
             ddp.barrier(d)
 
@@ -282,8 +371,15 @@ class Trainer:
                 raise TrainingError(f"task {cfg.task!r} declares main metric "
                                     f"{task.main_metric!r} but metrics() returned "
                                     f"{sorted(metrics)}")
+            if math.isfinite(main) and task.observe_dev(model, metrics):
+                # a phase change (bAbI's linear start ending): score what will be saved
+                metrics = task.evaluate(model, split, batch_size=eval_bs, rank=d.rank,
+                                        world_size=d.world_size)
+                main = metrics.get(task.main_metric)
             logger.log({"step": prog.step, "epoch": prog.epoch, "split": split,
                         "time": time.perf_counter() - start, **metrics})
+            if not math.isfinite(main):
+                raise stopped(f"{split} {task.main_metric} is {main}")
             improved = _better(main, prog.best, task.higher_is_better)
             if improved:
                 prog.best, prog.best_step, prog.bad_evals = main, prog.step, 0
@@ -317,13 +413,7 @@ class Trainer:
                     out = task.step(net, batch, carried if task.stateful else None)
                 loss = out.loss
                 if ddp.any_true(d, not bool(torch.isfinite(loss.detach()).all())):
-                    where = read_pointer(run_dir, "latest")
-                    kept = (f"the last good checkpoint is {where}" if where is not None
-                            else "no checkpoint had been written yet")
-                    raise TrainingError(
-                        f"loss is {float(loss.detach())} at step {prog.step + 1} (epoch "
-                        f"{prog.epoch + 1}): training stopped; {kept}. Try a lower "
-                        f"optimizer.lr or optimizer.grad_clip")
+                    raise stopped(f"loss is {float(loss.detach())}", prog.step + 1)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = None
@@ -396,6 +486,21 @@ class Trainer:
         logger.close()
         return results
 
+    def _repair_best(self, prog: Progress, latest: Path) -> None:
+        """After a kill between writing a new best checkpoint and its pointers,
+        point ``best`` at the checkpoint the progress counters call best."""
+        if prog.best_step is None or not self.dist.is_main:
+            return
+        try:
+            best = read_pointer(self.run_dir, "best")
+        except CheckpointError:
+            best = None
+        if best is not None and best.name.split(".")[0] == step_dir_name(prog.best_step):
+            return
+        if latest.name.split(".")[0] == step_dir_name(prog.best_step):
+            atomic_write_text(self.run_dir / CHECKPOINTS / "best.json",
+                              json.dumps({"dir": latest.name, "step": prog.best_step}))
+
     def _final(self, task: Task, model: nn.Module, eval_bs: int, wall: float,
                prog: Progress) -> dict:
         cfg, d = self.config, self.dist
@@ -416,7 +521,8 @@ class Trainer:
             results[split] = metrics
             self.log(f"{split} ({which} checkpoint {name}): {format_metrics(metrics)}")
         if d.is_main:
-            atomic_write_text(self.run_dir / "results.json", json.dumps(results, indent=1))
+            atomic_write_text(self.run_dir / "results.json",
+                              json.dumps(json_safe(results), indent=1))
         ddp.barrier(d)  # every process leaves together (an early exit can abort the others)
         return results
 
