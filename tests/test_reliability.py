@@ -457,7 +457,7 @@ def _finished(tmp_path) -> Path:
     ("model", b"not safetensors", r"model\.safetensors: expected a safetensors file"),
     ("trainer", b"\x00\x01", r"trainer\.safetensors: expected a safetensors file"),
     ("trainer.json", b"{", r"trainer\.json:1: expected JSON"),
-    ("trainer.json", b"{}", r"trainer\.json: expected the trainer state.*'optimizer'"),
+    ("trainer.json", b"{}", r"trainer\.json: expected the field 'optimizer'"),
     ("trainer.json", b"\xff\xfe", r"trainer\.json: expected UTF-8 JSON"),
     ("latest.json", b"{}", r"latest\.json: expected the field 'dir'"),
     ("task.json", b"[1", r"task\.json:1: expected JSON"),

@@ -74,7 +74,7 @@ def cmd_train(args) -> int:
         cfg_file = out / "config.yaml"
         if not cfg_file.is_file():
             raise UsageError(f"--resume: {out} is not a run directory (no config.yaml)")
-        raw = apply_overrides(read_yaml_file(cfg_file, "run's config"), args.set)
+        raw = apply_overrides(read_yaml_file(cfg_file, "run's config"), args.set, str(cfg_file))
         config = from_dict(raw, source=str(cfg_file))  # checked before anything is written
     else:
         config = load_config(args.recipe, args.set)

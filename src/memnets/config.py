@@ -457,10 +457,18 @@ def parse_yaml(text: str, where: str):
     """
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.reader.ReaderError as e:  # a control character: no mark, a position
+        line = text[: e.position].count("\n") + 1
+        char = e.character if isinstance(e.character, int) else ord(e.character)
+        raise ConfigError(f"{where}:{line}: invalid YAML (expected printable text, got "
+                          f"character #x{char:04x})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f"{where}:{mark.line + 1}" if mark is not None else where
-        raise ConfigError(f"{at}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())  # one line
+        if len(problem) > 120:
+            problem = problem[:120] + "..."
+        raise ConfigError(f"{at}: invalid YAML ({problem})") from None
     except RecursionError:
         raise ConfigError(f"{where}: invalid YAML (nested too deeply)") from None
 
@@ -518,7 +526,13 @@ def load_raw(name_or_path: str, _seen: tuple[Path, ...] = ()) -> dict:
         base_arg = parent
         if not recipe_path_is_name(parent):
             base_arg = str(path.parent / parent)
-        raw = _merge(load_raw(base_arg, _seen + (here,)), raw)
+        try:
+            base = load_raw(base_arg, _seen + (here,))
+        except ConfigError as e:
+            if str(e).startswith(str(path)):
+                raise
+            raise ConfigError(f"{path}: extends: {e}") from None
+        raw = _merge(base, raw)
     return raw
 
 
@@ -541,10 +555,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return keys, parsed
 
 
-def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    """Apply ``--set`` overrides to a raw recipe dict (checked later by :func:`from_dict`)."""
+def apply_overrides(raw: dict, overrides: list[str], source: str = "recipe") -> dict:
+    """Apply ``--set`` overrides to a raw recipe dict (checked later by :func:`from_dict`);
+    ``source`` names the recipe in messages."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"expected a mapping of recipe sections, got {shorten(raw)}")
+        raise ConfigError(f"{source}: expected a mapping of recipe sections, got "
+                          f"{shorten(raw)}")
     raw = copy.deepcopy(raw)
     for text in overrides or []:
         keys, value = parse_override(text)
@@ -554,7 +570,8 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             if nxt is None:
                 nxt = node[k] = {}
             if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {text}: {k!r} is not a section")
+                raise ConfigError(f"{source}: --set {text}: expected {k!r} to be a section, "
+                                  f"got {shorten(nxt)}")
             node = nxt
         node[keys[-1]] = value
     return raw
@@ -605,7 +622,7 @@ def _check_cell(name: str, where: str) -> None:
 
 def load_config(name_or_path: str, overrides: list[str] | None = None) -> Config:
     """Load a recipe by shipped name or path, apply ``--set`` overrides, check it."""
-    raw = apply_overrides(load_raw(name_or_path), overrides or [])
+    raw = apply_overrides(load_raw(name_or_path), overrides or [], str(name_or_path))
     return from_dict(raw, source=str(name_or_path))
 
 

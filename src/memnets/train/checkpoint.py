@@ -241,7 +241,26 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, meta: dict,
         state.setdefault(int(idx), {}).update(entry)
     for group, lr in zip(sd["param_groups"], meta.get("lrs", [])):
         group["lr"] = lr
+    _check_optimizer_state(optimizer, state)
     optimizer.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
+
+
+def _check_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[int, dict]) -> None:
+    """Every parameter's state has the same entries, and each tensor entry the
+    parameter's shape (a renamed or reshaped entry would fail steps later)."""
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    names = {frozenset(entry) for entry in state.values()}
+    if len(names) > 1:
+        raise ValueError(f"optimizer state entries differ between parameters: "
+                         f"{sorted(sorted(n) for n in names)[:2]}")
+    for idx, entry in state.items():
+        if not 0 <= idx < len(params):
+            raise ValueError(f"optimizer state for parameter {idx}, the model has "
+                             f"{len(params)}")
+        for name, value in entry.items():
+            if isinstance(value, Tensor) and value.dim() > 0 and value.shape != params[idx].shape:
+                raise ValueError(f"optimizer state {name} of parameter {idx} has shape "
+                                 f"{tuple(value.shape)}, the parameter {tuple(params[idx].shape)}")
 
 
 # --------------------------------------------------------------------------- model

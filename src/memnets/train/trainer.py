@@ -34,6 +34,7 @@ from memnets.train.checkpoint import (
     atomic_write_text,
     complete_checkpoints,
     find_latest,
+    json_field,
     json_safe,
     load_checkpoint,
     load_model_weights,
@@ -115,7 +116,7 @@ def load_run(run_dir: str | Path, *, which: str = "best", device: str = "cpu",
                                   f"vocabularies or labels (its task.json differs)")
             models.append(load_run(member, which=which, device=device)[2])
         return config, task, build(models).to(ddp.resolve_device(device)).eval()
-    model = task.build_model(config.model).to(ddp.resolve_device(device))
+    model = build_from_files(task, config, run_dir).to(ddp.resolve_device(device))
     folder = read_pointer(run_dir, which) or find_latest(run_dir)[0]
     if folder is None:
         raise TrainingError(f"{run_dir} has no checkpoint yet (no checkpoints/latest.json)")
@@ -138,7 +139,7 @@ def _ensemble_members(run_dir: Path) -> list[Path] | None:
         return None
     if not isinstance(listed, list) or not all(isinstance(m, str) for m in listed):
         raise CheckpointError(f"{results}: expected 'members' to be a list of run folders, "
-                              f"got {listed!r:.80}")
+                              f"got {shorten(listed)}")
     found = []
     for name in listed:
         tries = [Path(name), run_dir.parent / Path(name).name]
@@ -179,6 +180,16 @@ def load_task_state(task: Task, state: dict, where: Path) -> None:
         what = f"the field {e.args[0]!r}" if isinstance(e, KeyError) else shorten(str(e), 120)
         raise CheckpointError(f"{where}: expected the state of task {task.name!r}; "
                               f"{type(e).__name__}: {what}") from None
+
+
+def build_from_files(task: Task, config: Config, run_dir: Path) -> nn.Module:
+    """``task.build_model`` for a task restored from a run directory: a model that
+    cannot be built from what the files say names them."""
+    try:
+        return task.build_model(config.model)
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        raise CheckpointError(f"{run_dir}: the model cannot be built from config.yaml and "
+                              f"task.json ({shorten(str(e), 160)})") from None
 
 
 def _better(a: float, b: float | None, higher: bool) -> bool:
@@ -264,7 +275,8 @@ class Trainer:
             load_task_state(task, read_task_state(run_dir), run_dir / "task.json")
         else:
             task.setup()
-        model = task.build_model(cfg.model).to(self.device)
+        model = (build_from_files(task, cfg, run_dir) if self.resume
+                 else task.build_model(cfg.model)).to(self.device)
         self.model = model
         optimizer = build_optimizer(model, cfg.optimizer)
         eval_bs = cfg.data.eval_batch_size or cfg.data.batch_size
@@ -282,6 +294,9 @@ class Trainer:
         if latest is not None:
             load_model_weights(model, latest / "model.safetensors")
             meta, tensors = load_checkpoint(latest)
+            where = str(latest / "trainer.json")
+            for key in ("optimizer", "schedule", "progress", "rng"):
+                json_field(meta, key, dict, where)
             try:
                 load_optimizer_state(optimizer, meta["optimizer"], tensors)
                 schedule.load_state_dict(meta["schedule"])
@@ -291,14 +306,14 @@ class Trainer:
                 task.load_train_state(model, meta.get("task_state") or {})
             except MemnetsError:
                 raise
-            except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError,
+                    RuntimeError) as e:
                 what = f"the field {e.args[0]!r}" if isinstance(e, KeyError) else \
                     shorten(str(e), 120)
-                raise CheckpointError(f"{latest / 'trainer.json'}: expected the trainer state of "
-                                      f"this recipe; {type(e).__name__}: {what}") from None
+                raise CheckpointError(f"{where}: expected the trainer state of this recipe; "
+                                      f"{type(e).__name__}: {what}") from None
             if meta.get("carried") is not None:
-                carried = unpack_tree(meta["carried"], tensors, self.device,
-                                      where=str(latest / "trainer.json"))
+                carried = unpack_tree(meta["carried"], tensors, self.device, where=where)
             self._repair_best(prog, latest)
             self.log(f"resuming {run_dir} at step {prog.step} (epoch {prog.epoch + 1}, "
                      f"batch {prog.batch})")
