@@ -18,8 +18,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from memnets.config import load_config
 from memnets.tasks.babi import FAIL_THRESHOLD
+from memnets.tasks.recipes import load_config
 from memnets.train import train
 
 # Weston et al. 2015's LSTM, 1k per task (as tabled by Sukhbaatar et al. 2015), % test error

@@ -25,9 +25,9 @@ import sys
 import time
 from pathlib import Path
 
-from memnets.config import load_config
 from memnets.data.babi import TASK_NAMES
 from memnets.tasks.babi import FAIL_THRESHOLD
+from memnets.tasks.recipes import load_config
 from memnets.train import load_run, train
 
 # Sukhbaatar et al. 2015, 1k joint PE LS RN 3 hops, test error % per task (the

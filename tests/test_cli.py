@@ -15,8 +15,8 @@ TINY = ["--set", "data.T=8", "--set", "data.train_size=64", "--set", "data.dev_s
         "model.hidden_size=6", "--set", "trainer.max_steps=8", "--set", "trainer.eval_every=4",
         "--set", "trainer.tensorboard=false"]
 
-COMMANDS = ["train", "eval", "predict", "generate", "recipes", "compare", "plot", "report",
-            "plot-gradients", "demo"]
+COMMANDS = ["train", "eval", "predict", "generate", "recipes", "compare", "sweep", "ensemble",
+            "plot", "report", "plot-gradients", "demo"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

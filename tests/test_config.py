@@ -9,12 +9,11 @@ from memnets.config import (
     OptimizerConfig,
     build_section,
     dump_config,
-    from_dict,
-    load_config,
     load_raw,
     recipe_names,
 )
 from memnets.tasks.memory import MemoryDataConfig, MemoryModelConfig
+from memnets.tasks.recipes import from_dict, load_config
 
 
 def test_shipped_recipe_loads_with_task_sections():
@@ -68,6 +67,8 @@ def test_top_level_and_task_errors():
         from_dict({"task": "nope"})
     with pytest.raises(ConfigError, match="expected 'task: NAME'"):
         from_dict({"model": {}})
+    with pytest.raises(ConfigError, match="model.cell: expected one of elman.*got 'grid_lstm'"):
+        from_dict({"task": "adding", "model": {"cell": "grid_lstm"}})  # a multi-layer cell
     with pytest.raises(ConfigError, match="unknown recipe 'addng'.*did you mean adding"):
         load_config("addng")
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):

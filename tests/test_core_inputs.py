@@ -22,11 +22,10 @@ from memnets.cells import (
     SCRNCell,
     cell_names,
     make_cell,
-    make_stack,
-    stack_names,
 )
 from memnets.data.babi import EncodedSet, build_vocab, parse_lines
 from memnets.errors import ConfigError, MemnetsError
+from memnets.layers import make_stack, stack_names
 from memnets.models.babi_lstm import BabiLSTM
 from memnets.models.classifier import SequenceClassifier
 from memnets.models.crf import LinearChainCRF

@@ -16,9 +16,9 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 import memnets
 from memnets.cells.fused import GRUPointwise, LSTMPointwise
-from memnets.config import load_config
 from memnets.layers.sequence import map_state
 from memnets.models.memn2n import MemN2N
+from memnets.tasks.recipes import load_config
 from memnets.train import load_run, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),

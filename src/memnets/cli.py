@@ -66,7 +66,8 @@ def _summary_table(rows: list[dict], main: str) -> str:
 
 
 def cmd_train(args) -> int:
-    from memnets.config import apply_overrides, from_dict, load_config, read_yaml_file
+    from memnets.config import apply_overrides, read_yaml_file
+    from memnets.tasks.recipes import from_dict, load_config
     from memnets.train import train
 
     if args.resume:
@@ -114,11 +115,14 @@ def cmd_eval(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from memnets.errors import DataError
     from memnets.train import load_run
 
     _, task, model = load_run(args.run_dir, which=args.checkpoint, device=args.device)
     try:
         text = task.predict(model, list(args.input))
+    except DataError:  # a file it was given is broken (exit 1)
+        raise
     except ValueError as e:  # the task rejected its input
         raise UsageError(str(e)) from e
     print(text)
@@ -160,32 +164,75 @@ def cmd_recipes(args) -> int:
     return EXIT_OK
 
 
-def cmd_compare(args) -> int:
-    from memnets.config import load_config
-    from memnets.train import train
-    from memnets.train.plots import plot_curves
-
-    cells = [c.strip() for c in args.models.split(",") if c.strip()]
+def _models(text: str) -> list[str]:
+    cells = [c.strip() for c in text.split(",") if c.strip()]
     if not cells:
         raise UsageError("--models: expected a comma-separated list of cells, e.g. lstm,gru,elman")
     known = memnets.cell_names()
     for c in cells:
         if c not in known:
             raise UsageError(f"--models: unknown cell {c!r}; expected some of {', '.join(known)}")
-    configs = [load_config(args.recipe, list(args.set) + [f"model.cell={c}"]) for c in cells]
+    return cells
+
+
+def cmd_sweep(args) -> int:
+    from memnets.tasks.recipes import load_config
+    from memnets.train import sweep
+    from memnets.train.plots import plot_curves
+
+    started = time.perf_counter()
+    seeds = sweep.parse_seeds(args.seeds) if args.seeds else None
+    grid = [sweep.parse_grid(g) for g in args.grid]
+    models = _models(args.models) if args.models else None
+    if seeds is None and not grid and not models:
+        raise UsageError("sweep: expected at least one of --seeds, --grid, --models")
+    runs = sweep.plan_runs(overrides=list(args.set), seeds=seeds, grid=grid, models=models)
+    task_name = load_config(args.recipe, runs[0].overrides).task
+    metric, higher = sweep.parse_rule(args.select, task_name)
+    if args.per is not None and not any(args.per in r.settings for r in runs):
+        raise UsageError(f"--per: expected one of the settings that vary "
+                         f"({', '.join(runs[0].settings)}), got {args.per!r}")
+    out = Path(args.out) if args.out else _default_out(f"sweep-{_recipe_stem(args.recipe)}")
+    rows = sweep.run_sweep(args.recipe, runs, out, jobs=args.jobs, device=args.device,
+                           quiet=args.quiet, task_modules=getattr(args, "task_module", []))
+    report = sweep.write_report(out, recipe=args.recipe, rows=rows, rule=args.select,
+                                metric=metric, higher=higher, per=args.per, started=started)
+    from memnets.train.logs import read_rows
+
+    done = [out / r["name"] for r in rows if read_rows(out / r["name"])]
+    if done:
+        plot_curves(done, out / "curves.png", labels=[p.name for p in done],
+                    title=f"{_recipe_stem(args.recipe)}: sweep")
+    print(sweep.table(rows, metric, report["select"]["chosen"]))
+    print(f"chosen on dev: {', '.join(report['select']['chosen'].values()) or '(none)'}; "
+          f"{out / 'sweep.md'}")
+    failed = [r for r in rows if r["status"].startswith("failed")]
+    return EXIT_RUNTIME if failed else EXIT_OK
+
+
+def cmd_ensemble(args) -> int:
+    from memnets.train.ensemble import make_ensemble
+
+    make_ensemble(args.runs, args.out, which=args.checkpoint, device=args.device,
+                  quiet=args.quiet)
+    print(f"ensemble of {len(args.runs)} runs: {args.out} (memnets eval / predict load it)")
+    return EXIT_OK
+
+
+def cmd_compare(args) -> int:
+    from memnets.errors import TrainingError
+    from memnets.train import sweep
+    from memnets.train.checkpoint import read_json
+    from memnets.train.plots import plot_curves
+
+    cells = _models(args.models)
     out = Path(args.out) if args.out else _default_out(f"compare-{_recipe_stem(args.recipe)}")
-    results = []
-    for cell, config in zip(cells, configs):
-        if args.quiet:
-            config.trainer.progress = False
-        run_dir = out / cell
-        resume = _reusable_run(run_dir, config, args.device)
-    for cell, config in zip(cells, configs):
-        print(f"== {cell} ==", flush=True)
-        run_dir = out / cell
-        resume = _reusable_run(run_dir, config, args.device)
-        results.append(train(config, run_dir, resume=resume, device=args.device,
-                             quiet=args.quiet))
+    runs = sweep.plan_runs(overrides=list(args.set), models=cells)
+    rows = sweep.run_sweep(args.recipe, runs, out, device=args.device, quiet=args.quiet)
+    for r in rows:
+        if r["status"] != "ok":
+            raise TrainingError(f"compare: run {r['name']} {r['status']}")
+    results = [read_json(out / c / "results.json", "results") for c in cells]
     main = results[0]["main_metric"]
     table = _summary_table(results, main)
     png = plot_curves([out / c for c in cells], out / "curves.png", labels=cells,
@@ -196,36 +243,6 @@ def cmd_compare(args) -> int:
     print(table)
     print(f"learning curves: {png}")
     return EXIT_OK
-
-
-# fields that do not change what a run computes
-_PRESENTATION = {("trainer", "progress"), ("trainer", "tensorboard"), ("trainer", "device")}
-
-
-def _reusable_run(run_dir: Path, config, device: str | None) -> bool:
-    """Whether ``run_dir`` holds a run of exactly ``config`` (to resume or reuse);
-    False when it holds none.  A run of other settings is a :class:`UsageError`
-    naming the fields that differ."""
-    from memnets.train.checkpoint import find_latest
-    from memnets.train.trainer import read_run_config
-
-    if find_latest(run_dir)[0] is None:
-        return False
-    have, want = read_run_config(run_dir).to_dict(), config.to_dict()
-    diff = []
-    for section in sorted(set(have) | set(want)):
-        a, b = have.get(section), want.get(section)
-        if isinstance(a, dict) and isinstance(b, dict):
-            for k in sorted(set(a) | set(b)):
-                if (section, k) not in _PRESENTATION and a.get(k) != b.get(k):
-                    diff.append(f"{section}.{k} ({_fmt(a.get(k))} there, {_fmt(b.get(k))} asked)")
-        elif a != b:
-            diff.append(f"{section} ({_fmt(a)} there, {_fmt(b)} asked)")
-    if diff:
-        raise UsageError(f"{run_dir} holds a run with other settings: {'; '.join(diff[:6])}"
-                         f"{'; ...' if len(diff) > 6 else ''}; choose another --out or "
-                         f"remove it")
-    return True
 
 
 def cmd_plot(args) -> int:
@@ -408,6 +425,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for the runs (default runs/compare-RECIPE-TIMESTAMP)")
     p.add_argument("--quiet", action="store_true")
     device(p)
+
+    p = add("sweep", cmd_sweep, "train a recipe over seeds, a grid and cells; tabulate; "
+            "choose on dev",
+            "Train every combination of --grid values, --models and --seeds into "
+            "DIR/<name> (sequentially, or --jobs N at a time), then write DIR/sweep.md and "
+            "DIR/sweep.json: each run's dev and test main metric, the mean and sd over seeds, "
+            "and the run the --select rule picks on dev. Runs already in DIR are reused when "
+            "their settings are the ones asked for.")
+    p.add_argument("recipe")
+    p.add_argument("--seeds", help="10 (seeds 0-9), 1,5,9 or 3-7: vary trainer.seed")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="vary a field over values, e.g. optimizer.lr=0.01,0.003 (repeatable)")
+    p.add_argument("--models", help="comma-separated cells to vary model.cell over")
+    p.add_argument("--select", default="best", metavar="RULE",
+                   help="how to choose on dev: best (the task's main metric), max:METRIC or "
+                        "min:METRIC (default best)")
+    p.add_argument("--per", metavar="KEY", help="choose one run per value of this varied "
+                                                "setting (e.g. model.cell)")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once (processes)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", help="folder for the runs (default runs/sweep-RECIPE-TIMESTAMP)")
+    p.add_argument("--quiet", action="store_true")
+    device(p)
+
+    p = add("ensemble", cmd_ensemble, "combine trained runs into one model (an ensemble run)",
+            "Combine runs of one task trained on the same data (each its checkpoint chosen on "
+            "dev) with the task's build_ensemble; write DIR (config.yaml, task.json, "
+            "ensemble.json, results.json with dev and test metrics). memnets eval and "
+            "memnets predict load DIR like any run.")
+    p.add_argument("runs", nargs="+", help="the member run directories")
+    p.add_argument("--out", required=True, help="the ensemble directory to write")
+    p.add_argument("--checkpoint", default="best", choices=["best", "latest"])
+    p.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--quiet", action="store_true")
 
     p = add("plot", cmd_plot, "plot learning curves of one or more runs as PNG")
     p.add_argument("run_dirs", nargs="+")

@@ -21,8 +21,11 @@ wrong type raises :class:`ConfigError` naming the field and the expected type.
 Overrides use dotted paths: ``--set model.hidden_size=256`` (the value is read
 as YAML: ``256``, ``1.0e-3``, ``true``, ``[0.9, 0.98]``, ``null``).
 
-This module imports only the standard library, PyYAML and :mod:`memnets.tasks`
-(lazily, to find a task's config classes).
+This module is a leaf: it imports only the standard library, PyYAML and
+:mod:`memnets.errors`.  It knows no task: a recipe becomes a checked
+:class:`Config` in :func:`memnets.tasks.recipes.from_dict` (and
+:func:`~memnets.tasks.recipes.load_config`), which find the task's ``data`` and
+``model`` classes in the task registry.
 """
 
 from __future__ import annotations
@@ -180,6 +183,12 @@ class TrainerConfig:
         deterministic: ``torch.use_deterministic_algorithms(True)`` and friends.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``bf16`` runs the forward pass under bfloat16 autocast.
+        evals_per_epoch: evaluate the dev split this many times per epoch, evenly
+            spaced, the last at the epoch's end (``None``: ``eval_every`` decides).
+        on_divergence: what a NaN or infinite loss, weights or dev metric does:
+            ``stop`` raises an error (exit 1); ``finish`` ends the run there and
+            records it (``results.json``: ``diverged``, with the step), scoring the
+            last good checkpoint, as an experiment on divergence wants.
         log_every: steps between log lines / metric rows.
         progress: show a progress bar.
         tensorboard: also log to TensorBoard (when installed).
@@ -192,6 +201,8 @@ class TrainerConfig:
     max_steps: int | None = None
     max_minutes: float | None = None
     eval_every: int | None = None
+    evals_per_epoch: int | None = None
+    on_divergence: Literal["stop", "finish"] = "stop"
     checkpoint_every: int | None = None
     early_stopping: int | None = None
     select: Literal["best", "last"] = "best"
@@ -207,10 +218,14 @@ class TrainerConfig:
 
     RANGES: ClassVar[dict[str, str]] = {
         "max_epochs": ">= 1", "max_steps": ">= 1", "max_minutes": "> 0", "eval_every": ">= 1",
+        "evals_per_epoch": ">= 1",
         "checkpoint_every": ">= 1", "early_stopping": ">= 1", "seed": ">= 0",
         "log_every": ">= 1", "threads": ">= 1"}
 
     def validate(self) -> None:
+        if self.eval_every is not None and self.evals_per_epoch is not None:
+            raise ConfigError(f"expected eval_every or evals_per_epoch, not both; got "
+                              f"{self.eval_every} and {self.evals_per_epoch}")
         if not _DEVICE.fullmatch(self.device):
             raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -233,8 +248,9 @@ class Config:
 
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
-_TOP_LEVEL = ("task", "extends", "info", "data", "model", "optimizer", "schedule", "trainer")
-_SECTIONS = {
+# the keys of a recipe, and the sections that are the same for every task
+RECIPE_KEYS = ("task", "extends", "info", "data", "model", "optimizer", "schedule", "trainer")
+SECTIONS = {
     "info": InfoConfig,
     "optimizer": OptimizerConfig,
     "schedule": ScheduleConfig,
@@ -556,8 +572,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(raw: dict, overrides: list[str], source: str = "recipe") -> dict:
-    """Apply ``--set`` overrides to a raw recipe dict (checked later by :func:`from_dict`);
-    ``source`` names the recipe in messages."""
+    """Apply ``--set`` overrides to a raw recipe dict (checked later by
+    :func:`memnets.tasks.recipes.from_dict`); ``source`` names the recipe in messages."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of recipe sections, got "
                           f"{shorten(raw)}")
@@ -577,55 +593,37 @@ def apply_overrides(raw: dict, overrides: list[str], source: str = "recipe") -> 
     return raw
 
 
-def from_dict(raw: dict, *, source: str = "recipe") -> Config:
-    """Check a raw recipe dict and build the :class:`Config` (task sections included)."""
+def check_recipe_keys(raw, source: str = "recipe") -> None:
+    """``raw`` is a mapping whose keys are all recipe keys (:data:`RECIPE_KEYS`);
+    else :class:`ConfigError` naming ``source``, the key and the valid ones."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of sections, got {raw!r}")
     for key in raw:
-        if key not in _TOP_LEVEL:
-            close = difflib.get_close_matches(str(key), _TOP_LEVEL, n=1)
+        if key not in RECIPE_KEYS:
+            close = difflib.get_close_matches(str(key), RECIPE_KEYS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
-                f"{source}: unknown key {key!r}{hint}; valid keys: {', '.join(_TOP_LEVEL)}"
+                f"{source}: unknown key {key!r}{hint}; valid keys: {', '.join(RECIPE_KEYS)}"
             )
-    task_name = raw.get("task")
-    if not isinstance(task_name, str) or not task_name:
-        raise ConfigError(f"{source}: expected 'task: NAME' (a registered task), got "
-                          f"{shorten(task_name)}")
-    if ":" in task_name:  # a file never chooses code to import
-        raise ConfigError(
-            f"{source}: task: expected the name of a registered task, got {shorten(task_name)}; "
-            f"a task defined outside memnets is registered by importing its module: "
-            f"`memnets --task-module PACKAGE.MODULE ...` or a 'memnets.tasks' entry point")
-    from memnets.tasks import get_task
 
-    try:
-        task_cls = get_task(task_name)
-    except KeyError as e:
-        raise ConfigError(f"{source}: {e.args[0]}") from None
-    kwargs: dict[str, Any] = {"task": task_name}
-    for name, cls in _SECTIONS.items():
+
+def build_config(raw: dict, *, data: type[DataConfig], model: type[ModelConfig],
+                 source: str = "recipe") -> Config:
+    """The :class:`Config` of a raw recipe whose task has the ``data`` and ``model``
+    section classes: every section built strictly by :func:`build_section`.
+
+    Knows no task: :func:`memnets.tasks.recipes.from_dict` finds the task's
+    classes in the task registry and checks the task name and the cell.
+    """
+    kwargs: dict[str, Any] = {"task": raw["task"]}
+    for name, cls in SECTIONS.items():
         kwargs[name] = build_section(cls, raw.get(name), f"{source}: {name}")
-    kwargs["data"] = build_section(task_cls.DataConfig, raw.get("data"), f"{source}: data")
-    kwargs["model"] = build_section(task_cls.ModelConfig, raw.get("model"), f"{source}: model")
-    _check_cell(kwargs["model"].cell, f"{source}: model.cell")
+    kwargs["data"] = build_section(data, raw.get("data"), f"{source}: data")
+    kwargs["model"] = build_section(model, raw.get("model"), f"{source}: model")
     return Config(**kwargs)
 
 
-def _check_cell(name: str, where: str) -> None:
-    from memnets.cells.registry import cell_names  # the cell registry is a leaf
-
-    if name not in cell_names():
-        raise ConfigError(f"{where}: expected one of {', '.join(cell_names())}, got "
-                          f"{shorten(name)}")
-
-
-def load_config(name_or_path: str, overrides: list[str] | None = None) -> Config:
-    """Load a recipe by shipped name or path, apply ``--set`` overrides, check it."""
-    raw = apply_overrides(load_raw(name_or_path), overrides or [], str(name_or_path))
-    return from_dict(raw, source=str(name_or_path))
-
-
 def dump_config(config: Config) -> str:
-    """YAML text of a config (every field), loadable again with :func:`from_dict`."""
+    """YAML text of a config (every field), loadable again with
+    :func:`memnets.tasks.recipes.from_dict`."""
     return yaml.safe_dump(config.to_dict(), sort_keys=False)

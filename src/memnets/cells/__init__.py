@@ -1,25 +1,30 @@
 """Recurrent cells: one small class per cell, each a single time step.
 
 Every cell follows :class:`~memnets.cells.base.RecurrentCell`'s contract and is
-registered by name for :func:`make_cell`.
+registered by name for :func:`make_cell`.  The multi-layer cells (gated
+feedback, depth-gated, Grid LSTM) are cells too: one state holds all their
+layers, and they are registered with ``layers=True`` (``make_cell`` then takes
+``num_layers``; :func:`memnets.layers.make_stack` runs one over time).
+
+This package is a leaf: it may import torch and :mod:`memnets.errors` only.
 """
 
 from memnets.cells.base import RecurrentCell
+from memnets.cells.depth_gated import DepthGatedLSTMCell, DepthGatedState
 from memnets.cells.elman import ElmanCell, ElmanState
+from memnets.cells.gated_feedback import (
+    GatedFeedbackCell,
+    GatedFeedbackLSTMState,
+    GatedFeedbackState,
+)
+from memnets.cells.grid_lstm import GridLSTMCell, GridLSTMState
 from memnets.cells.gru import GRUCell, GRUState
 from memnets.cells.indrnn import IndRNNCell, IndRNNState, constrain_all_
 from memnets.cells.irnn import IRNNCell
 from memnets.cells.jordan import JordanCell, JordanState
 from memnets.cells.lstm import LSTMCell, LSTMState
-from memnets.cells.lstmn import LSTMN, LSTMNCell, LSTMNState
-from memnets.cells.registry import (
-    cell_names,
-    make_cell,
-    make_stack,
-    register_cell,
-    register_stack,
-    stack_names,
-)
+from memnets.cells.lstmn import LSTMNCell, LSTMNState
+from memnets.cells.registry import cell_names, make_cell, register_cell
 from memnets.cells.regularizers import (
     CellWrapper,
     DropConnect,
@@ -37,21 +42,30 @@ register_cell("lstmn", LSTMNCell)
 register_cell("jordan", JordanCell)
 register_cell("scrn", SCRNCell)
 register_cell("indrnn", IndRNNCell)
+register_cell("gated_feedback", GatedFeedbackCell, layers=True)
+register_cell("depth_gated", DepthGatedLSTMCell, layers=True)
+register_cell("grid_lstm", GridLSTMCell, layers=True)
 
 __all__ = [
     "CellWrapper",
+    "DepthGatedLSTMCell",
+    "DepthGatedState",
     "DropConnect",
     "ElmanCell",
     "ElmanState",
     "GRUCell",
     "GRUState",
+    "GatedFeedbackCell",
+    "GatedFeedbackLSTMState",
+    "GatedFeedbackState",
+    "GridLSTMCell",
+    "GridLSTMState",
     "IRNNCell",
     "IndRNNCell",
     "IndRNNState",
     "JordanCell",
     "JordanState",
     "LSTMCell",
-    "LSTMN",
     "LSTMNCell",
     "LSTMNState",
     "LSTMState",
@@ -63,9 +77,6 @@ __all__ = [
     "cell_names",
     "constrain_all_",
     "make_cell",
-    "make_stack",
     "register_cell",
-    "register_stack",
     "regularize",
-    "stack_names",
 ]

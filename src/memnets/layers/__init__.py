@@ -1,12 +1,19 @@
-"""Layers that run cells over time: the recurrent core of memnets."""
+"""Layers that run cells over time: the recurrent core of memnets.
+
+``Recurrent`` runs any cell; ``Bidirectional`` and ``Stacked`` compose layers;
+``RNN``/``LSTM``/``GRU`` are drop-ins for torch.nn; ``LSTMN`` runs the LSTMN cell
+and returns its attention; ``make_stack`` runs a multi-layer cell by name.
+This package may import torch, :mod:`memnets.cells` and :mod:`memnets.errors`.
+"""
 
 from memnets.layers.bidirectional import Bidirectional, BidirectionalState
-from memnets.layers.recurrent import Recurrent
+from memnets.layers.lstmn import LSTMN
+from memnets.layers.recurrent import Recurrent, make_stack, stack_names
 from memnets.layers.sequence import SequenceLayer
 from memnets.layers.stacked import Stacked
 from memnets.layers.torch_compat import GRU, LSTM, RNN
 
 __all__ = [
-    "GRU", "LSTM", "RNN", "Bidirectional", "BidirectionalState", "Recurrent",
-    "SequenceLayer", "Stacked",
+    "GRU", "LSTM", "LSTMN", "RNN", "Bidirectional", "BidirectionalState", "Recurrent",
+    "SequenceLayer", "Stacked", "make_stack", "stack_names",
 ]

@@ -1,4 +1,8 @@
-"""``Recurrent``: runs any cell over time."""
+"""``Recurrent``: runs any cell over time; :func:`make_stack` builds a multi-layer
+cell by name and runs it so.
+
+This module may import torch, :mod:`memnets.cells` and :mod:`memnets.layers.sequence`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import torch
 from torch import Tensor
 
 from memnets.cells.base import RecurrentCell
+from memnets.cells.registry import cell_names, make_cell
 from memnets.layers.sequence import SequenceLayer, reverse_padded, valid_mask
 
 
@@ -84,3 +89,28 @@ class Recurrent(SequenceLayer):
     def extra_repr(self) -> str:
         flags = [f"batch_first={self.batch_first}"] if self.batch_first else []
         return ", ".join(flags + (["reverse=True"] if self.reverse else []))
+
+
+def stack_names() -> list[str]:
+    """Names accepted by :func:`make_stack`, sorted: the multi-layer cells,
+    ``cell_names(layers=True)``."""
+    return cell_names(layers=True)
+
+
+def make_stack(name: str, *, input_size: int, hidden_size: int, num_layers: int,
+               batch_first: bool = False, reverse: bool = False, **options) -> Recurrent:
+    """The multi-layer cell registered as ``name``, run over time:
+    ``Recurrent(make_cell(name, input_size=, hidden_size=, num_layers=, **options),
+    batch_first=, reverse=)``; the cell is its ``.cell``.
+
+    A thin alias kept for its one job (a multi-layer design ready to run over
+    ``(L, N, H_in)``).  Raises ``ValueError`` for a name that is not a
+    multi-layer cell, and :class:`~memnets.errors.ConfigError` unless the three
+    sizes are ints >= 1.
+    """
+    if name not in stack_names():
+        known = ", ".join(stack_names()) or "(none registered)"
+        raise ValueError(f"unknown stack {name!r}; expected one of {known}")
+    cell = make_cell(name, input_size=input_size, hidden_size=hidden_size,
+                     num_layers=num_layers, **options)
+    return Recurrent(cell, batch_first=batch_first, reverse=reverse)

@@ -15,7 +15,9 @@ from torch import Tensor, nn
 
 from memnets.cells import make_cell
 from memnets.cells.base import check_sizes
+from memnets.data.text import DataFormatError, MissingFileError
 from memnets.data.vocab import Vocab
+from memnets.errors import shorten
 from memnets.layers import Bidirectional, Recurrent, Stacked
 from memnets.layers.sequence import as_lengths
 from memnets.layers.torch_compat import GRU, LSTM, RNN
@@ -192,12 +194,17 @@ def load_word_vectors(
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"expected a word-vector text file at {path}, found none")
+        raise MissingFileError(f"expected a word-vector text file at {path}, found none")
     table: Tensor | None = None
     found = 0
     g = torch.Generator().manual_seed(seed)
-    with path.open(encoding="utf-8", errors="replace") as f:
-        for i, line in enumerate(f, 1):
+    with path.open("rb") as f:  # streamed: such files run to gigabytes
+        for i, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataFormatError(f"{path}:{i}: expected UTF-8 text, got "
+                                      f"{raw[e.start:e.start + 1]!r}") from None
             parts = line.rstrip("\n").rstrip().split(" ")
             if i == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
                 continue
@@ -206,7 +213,7 @@ def load_word_vectors(
             if dim is None:
                 dim = len(parts) - 1
             if len(parts) - 1 != dim:
-                raise ValueError(f"{path}:{i}: expected a word and {dim} values, "
+                raise DataFormatError(f"{path}:{i}: expected a word and {dim} values, "
                                  f"got {len(parts) - 1} values")
             if table is None:
                 table = (torch.rand(len(vocab), dim, generator=g) * 2 - 1) * scale
@@ -215,11 +222,11 @@ def load_word_vectors(
                 try:
                     table[vocab.stoi[word]] = torch.tensor([float(v) for v in parts[1:]])
                 except ValueError:
-                    raise ValueError(f"{path}:{i}: expected {dim} numbers after "
-                                     f"{word!r}") from None
+                    raise DataFormatError(f"{path}:{i}: expected {dim} numbers after "
+                                          f"{shorten(word)}") from None
                 found += 1
     if table is None:
-        raise ValueError(f"expected word vectors in {path}, got none")
+        raise DataFormatError(f"{path}: expected word vectors, got none")
     if "<pad>" in vocab.stoi:
         table[vocab.pad_id] = 0.0
     return table, found

@@ -10,6 +10,11 @@ is imported: on the command line with ``memnets --task-module PACKAGE.MODULE``
 (:func:`import_task_module`), or by an installed package's ``memnets.tasks``
 entry point.  A recipe or a run directory only ever *names* a registered task:
 nothing read from a file chooses code to import.
+
+The registry holds the name and the class, and the class holds its config
+sections (``DataConfig``, ``ModelConfig``): :mod:`memnets.tasks.recipes` turns a
+recipe into a checked :class:`~memnets.config.Config` with them, so that
+:mod:`memnets.config` itself knows no task.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from memnets.tasks.base import SPLITS, ShardedBatches, StepOutput, Task, detach_
 _TASKS: dict[str, type[Task]] = {}
 _IMPORT_ERRORS: dict[str, str] = {}
 _DISCOVERED = False
+_NOT_TASKS = ("base", "recipes")  # modules of this package that define no task
 
 
 def register_task(name: str, cls: type[Task] | None = None):
@@ -50,7 +56,7 @@ def _discover() -> None:
         return
     _DISCOVERED = True
     for info in pkgutil.iter_modules(__path__):
-        if info.name == "base":
+        if info.name in _NOT_TASKS:
             continue
         try:
             importlib.import_module(f"{__name__}.{info.name}")

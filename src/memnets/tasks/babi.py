@@ -332,16 +332,64 @@ class BabiTask(Task):
             description="Answer a question about a story you wrote and show which sentence "
                         "each hop reads. Words the model never saw in training are left out "
                         "(they would only add an untrained vector) and listed in the output.")
-        p.add_argument("--story", required=True,
+        p.add_argument("--story",
                        help="a text file of sentences ended by '.', one or more per line "
                             "(bAbI's leading numbers and question lines are allowed and "
                             "ignored)")
-        p.add_argument("--question", required=True, help='e.g. "Where is Mary?"')
+        p.add_argument("--question", help='e.g. "Where is Mary?"')
+        p.add_argument("--test-task", type=int, metavar="T",
+                       help="instead of --story/--question: a question of bAbI task T's test "
+                            "split (supporting facts starred; needs the data)")
+        p.add_argument("--index", type=int, default=0,
+                       help="with --test-task: which of its test questions (default 0)")
         p.add_argument("--png", help="also write the attention heatmap to this PNG file")
         return p
 
+    def _explain_test_question(self, model: nn.Module, t: int, index: int,
+                               png: str | None) -> str:
+        """A test question of task ``t`` with each hop's attention (supporting facts starred)."""
+        from memnets.data.babi import encode
+
+        if t not in TASK_NAMES:
+            raise ValueError(f"--test-task: expected a task number in 1..20, got {t}")
+        questions = [e for e in self.examples("test") if e.task == t]
+        if not questions:
+            raise ValueError(f"--test-task: this run's test split has no question of task {t} "
+                             f"(it trained on tasks {self.tasks})")
+        if not 0 <= index < len(questions):
+            raise ValueError(f"--index: expected 0..{len(questions) - 1} for task {t}, "
+                             f"got {index}")
+        ex = questions[index]
+        batch = to_device(encode([ex], self.vocab), model_device(model))
+        model.eval()
+        with torch.no_grad():
+            out = model(batch.story, batch.story_lengths, batch.question,
+                        return_attention=isinstance(model, MemN2N))
+        logits, attention = out if isinstance(out, tuple) else (out, None)
+        answer = self.vocab.itos[int(logits[0].argmax())]
+        question = " ".join(ex.question) + "?"
+        lines = [f"task {t} ({Path(ex.source).name}), test question {index}: predicted "
+                 f"{answer!r}, true {ex.answer_label!r}"]
+        if attention is None:
+            lines.append("(no attention to draw: this model is not a memory network)")
+            return "\n".join(lines)
+        lines.append(attention_table(list(ex.story), attention[0], question=question,
+                                     supporting=ex.supporting))
+        if png:
+            attention_heatmap(list(ex.story), attention[0], png, supporting=ex.supporting,
+                              title=f"task {t}: {question} -> {answer} "
+                                    f"(true: {ex.answer_label})")
+            lines.append(f"heatmap written to {png}")
+        return "\n".join(lines)
+
     def predict(self, model: nn.Module, args: list[str]) -> str:
         a = self.predict_parser().parse_args(args)
+        if a.test_task is not None:
+            if a.story or a.question:
+                raise ValueError("expected either --test-task or --story with --question")
+            return self._explain_test_question(model, a.test_task, a.index, a.png)
+        if not (a.story and a.question):
+            raise ValueError("expected --story FILE and --question TEXT (or --test-task T)")
         path = Path(a.story)
         if not path.is_file():
             raise DataError(f"story file not found: {path}")
@@ -458,7 +506,7 @@ def attention_table(story: list, attention: Tensor, *, question: str = "",
 def attention_heatmap(story: list, attention: Tensor, path: str | Path, *, title: str = "",
                       supporting: tuple[int, ...] = ()) -> Path:
     """Write a heatmap PNG: sentences down, hops across, colour = attention weight."""
-    from memnets.train.plots import weight_heatmap
+    from memnets.figures import weight_heatmap  # matplotlib only when asked
 
     sents = [" ".join(s) if not isinstance(s, str) else s for s in story]
     if attention.shape[1] > len(sents):  # the model's empty memories, summed

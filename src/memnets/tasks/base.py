@@ -265,6 +265,13 @@ class Task:
         """Parse ``args`` with :meth:`predict_parser`, run the model, return the text to print."""
         raise NotImplementedError(f"task {self.name!r} does not implement predict")
 
+    def build_ensemble(self, models: list[nn.Module]) -> nn.Module:
+        """Optional: one model that combines ``models`` (trained runs of this task with
+        the same ``task.json``), used by ``memnets ensemble`` and by loading an
+        ensemble directory; :meth:`step`, :meth:`evaluate` and :meth:`predict` must
+        accept it as they accept a member."""
+        raise NotImplementedError(f"task {self.name!r} does not implement build_ensemble")
+
     def generate(self, model: nn.Module, args: list[str]) -> str:
         """Optional: ``memnets generate RUN_DIR ARGS...`` (language models); returns text."""
         raise NotImplementedError(f"task {self.name!r} does not implement generate")

@@ -21,9 +21,10 @@ splits are fixed, the training order is reproducible and nothing is stored.
   the target is that key's value.  Chance: accuracy 1/10, cross-entropy
   :math:`\ln 10`.
 
-The model (:class:`SequenceRegressor`) is the cell named in ``model.cell``
-(any registered cell) stacked ``model.num_layers`` deep with a linear read-out
-at the last step (adding, recall) or at every step (copy).
+The model (:class:`memnets.models.regressor.SequenceRegressor`) is the cell
+named in ``model.cell`` (any registered one-layer cell) stacked
+``model.num_layers`` deep with a linear read-out at the last step (adding,
+recall) or at every step (copy).
 """
 
 from __future__ import annotations
@@ -37,9 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from memnets.cells.registry import make_cell
 from memnets.config import DataConfig, ModelConfig
-from memnets.layers.recurrent import Recurrent
+from memnets.models.regressor import SequenceRegressor
 from memnets.tasks import register_task
 from memnets.tasks.base import StepOutput, Task, model_device, to_device
 
@@ -74,91 +74,6 @@ class MemoryModelConfig(ModelConfig):
             raise ValueError(f"init: expected 'default', 'identity' or 'chrono', got {self.init!r}")
         if self.chrono_max < 3:
             raise ValueError(f"chrono_max: expected at least 3, got {self.chrono_max}")
-
-
-class SequenceRegressor(nn.Module):
-    """Recurrent layers and a linear read-out.
-
-    Shapes: input ``(N, L, H_in)``; output ``(N, out)`` (``every_step=False``)
-    or ``(N, L, out)``.
-    """
-
-    def __init__(self, input_size: int, output_size: int, config: ModelConfig,
-                 every_step: bool) -> None:
-        super().__init__()
-        layers = []
-        size = input_size
-        for _ in range(config.num_layers):
-            cell = make_cell(config.cell, input_size=size, hidden_size=config.hidden_size,
-                             **config.cell_options)
-            layers.append(Recurrent(cell, batch_first=True))
-            size = cell.output_size
-        self.layers = nn.ModuleList(layers)
-        self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(size, output_size)
-        self.every_step = every_step
-        if getattr(config, "init", "default") == "chrono":
-            for layer in self.layers:
-                chrono_init(layer.cell, config.chrono_max)
-        if getattr(config, "init", "default") == "identity":
-            for layer in self.layers:
-                w = getattr(layer.cell, "weight_hh", None)
-                if w is None or w.shape[0] != w.shape[1]:
-                    raise ValueError(
-                        f"init: identity needs a square weight_hh, cell {config.cell!r} has "
-                        f"{None if w is None else tuple(w.shape)}"
-                    )
-                with torch.no_grad():
-                    w.copy_(torch.eye(w.shape[0]))
-                    for name in ("bias_hh", "bias_ih"):
-                        b = getattr(layer.cell, name, None)
-                        if b is not None:
-                            b.zero_()
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = x  # (N, L, H_in)
-        for k, layer in enumerate(self.layers):
-            if k > 0:
-                h = self.dropout(h)
-            h, _ = layer(h)  # (N, L, H)
-        if not self.every_step:
-            h = h[:, -1]  # (N, H)
-        return self.head(h)
-
-    def hidden_gradients(self, x: Tensor, loss_fn) -> Tensor:
-        r"""``(L,)``: :math:`\lVert \partial \mathcal{L} / \partial h_t \rVert` of the top
-        layer's state, averaged over the batch, with the loss ``loss_fn(output)``."""
-        h = x
-        for layer in self.layers[:-1]:
-            h, _ = layer(h)
-        cell = self.layers[-1].cell
-        u = cell.project_input(h)  # (N, L, U)
-        state = cell.init_state(x.shape[0], device=x.device, dtype=x.dtype)
-        states, ys = [], []
-        for t in range(u.shape[1]):
-            y, state = cell.recur(u[:, t], state)
-            state[0].retain_grad()
-            states.append(state[0])
-            ys.append(y)
-        out = torch.stack(ys, 1)
-        out = self.head(out if self.every_step else out[:, -1])
-        loss_fn(out).backward()
-        return torch.stack([s.grad.norm(dim=-1).mean() for s in states])
-
-
-def chrono_init(cell: nn.Module, t_max: int) -> None:
-    """Chrono initialisation of an LSTM cell's gate biases (blocks i, f, g, o)."""
-    b_ih, b_hh = getattr(cell, "bias_ih", None), getattr(cell, "bias_hh", None)
-    if b_ih is None or b_ih.shape[0] != 4 * cell.hidden_size:
-        raise ValueError(f"init: chrono needs an LSTM cell with biases, got "
-                         f"{type(cell).__name__}")
-    H = cell.hidden_size
-    with torch.no_grad():
-        forget = torch.log(torch.empty(H).uniform_(1.0, t_max - 1.0))
-        b_ih[:H] = -forget
-        b_ih[H:2 * H] = forget
-        if b_hh is not None:
-            b_hh[:2 * H] = 0.0
 
 
 # ---------------------------------------------------------------------- tasks

@@ -32,6 +32,7 @@ from memnets.data.paths import DataError
 from memnets.data.sst import SST_SHA256, SST_URLS, load_sst
 from memnets.data.vocab import Vocab
 from memnets.models.classifier import SequenceClassifier, load_word_vectors
+from memnets.models.ensemble import ProbabilityEnsemble
 from memnets.tasks import register_task
 from memnets.tasks.base import StepOutput, Task, model_device
 
@@ -174,6 +175,10 @@ class SentimentTask(Task):
             word_dropout=config.word_dropout, dropout=config.dropout,
             padding_idx=self.vocab.pad_id, pretrained=pretrained,
             freeze_embeddings=config.freeze_embeddings, **config.cell_options)
+
+    def build_ensemble(self, models: list[nn.Module]) -> nn.Module:
+        """The members' mean class probabilities (:class:`ProbabilityEnsemble`)."""
+        return ProbabilityEnsemble(models)
 
     def step(self, model, batch, state=None) -> StepOutput:
         x, lengths, y = batch

@@ -428,7 +428,7 @@ class SlotFillingTask(Task):
             lines.append("likely intents: " + ", ".join(
                 f"{n} {p:.3f}" for n, p in zip(names, top.values.tolist())))
         if ns.png:
-            from memnets.train.plots import weight_heatmap  # matplotlib only when asked
+            from memnets.figures import weight_heatmap  # matplotlib only when asked
 
             heads = model.config.intent_heads
             members = attention.shape[1] // heads

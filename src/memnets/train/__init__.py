@@ -5,6 +5,7 @@ The loop knows nothing about applications: it talks to a
 :class:`memnets.tasks.Task`.
 """
 
-from memnets.train.trainer import Trainer, TrainingError, load_run, make_task, train
+from memnets.train.runs import load_run, make_task
+from memnets.train.trainer import Trainer, TrainingError, train
 
 __all__ = ["Trainer", "TrainingError", "load_run", "make_task", "train"]

@@ -1,6 +1,9 @@
-"""Plots of runs: learning curves (``memnets plot``/``compare``), gradient norms
-over time (``memnets plot-gradients``) and attention heatmaps (the tasks'
-``predict --png``).  Uses matplotlib's Agg backend (no display).
+"""Plots of runs: learning curves (``memnets plot``/``compare``) and gradient
+norms over time (``memnets plot-gradients``).  The figure plumbing (matplotlib's
+Agg backend, writing a PNG) and the attention heatmaps of the tasks' ``predict
+--png`` are in :mod:`memnets.figures`.
+
+This module may import matplotlib, :mod:`memnets.figures` and :mod:`memnets.train.logs`.
 """
 
 from __future__ import annotations
@@ -8,12 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from memnets.train.logs import read_rows  # noqa: E402
+from memnets.figures import plt, save_png
+from memnets.train.logs import read_rows
 
 
 def _run_label(run_dir: Path) -> str:
@@ -79,44 +78,8 @@ def plot_gradient_norms(curves: dict[str, list[float]], out: Path, *, title: str
     return _finish(fig, ax, out)
 
 
-def weight_heatmap(weights, out: Path, *, columns: list[str], rows: list[str],
-                   title: str = "", size: tuple[float, float], rotate_columns: bool = False,
-                   annotate: bool = True) -> Path:
-    """Weights in [0, 1] as a PNG: ``weights[r, c]`` in row ``rows[r]``, column
-    ``columns[c]``, blue for large; each cell's value written in it when ``annotate``."""
-    values = weights.detach().cpu().float().numpy()
-    R, C = values.shape
-    fig, ax = plt.subplots(figsize=size)
-    im = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
-    if rotate_columns:
-        ax.set_xticks(range(C), columns, rotation=45, ha="right", fontsize=8)
-    else:
-        ax.set_xticks(range(C), columns)
-    ax.set_yticks(range(R), rows, fontsize=8)
-    if annotate:
-        for r in range(R):
-            for c in range(C):
-                v = float(values[r, c])
-                ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if v > 0.5 else "black")
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.04)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
-
-
 def _finish(fig, ax, out: Path) -> Path:
     """Grid, legend and layout shared by every plot; write the PNG and close the figure."""
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_png(fig, out)

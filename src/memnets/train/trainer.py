@@ -21,10 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from memnets.config import Config, ConfigError, dump_config, from_dict, read_yaml_file
-from memnets.data.paths import DataError, data_root
+from memnets.config import Config, ConfigError, dump_config
 from memnets.errors import CheckpointError, MemnetsError, TrainingError, shorten
-from memnets.tasks import get_task
 from memnets.tasks.base import Task, add_stats, all_reduce_stats, detach_state
 from memnets.train import distributed as ddp
 from memnets.train.checkpoint import (
@@ -41,7 +39,6 @@ from memnets.train.checkpoint import (
     load_optimizer_state,
     optimizer_state,
     pack_tree,
-    read_json,
     read_pointer,
     rng_state,
     save_checkpoint,
@@ -51,6 +48,18 @@ from memnets.train.checkpoint import (
 )
 from memnets.train.logs import MetricsLogger, format_metrics
 from memnets.train.optim import LRSchedule, build_optimizer, set_lr
+from memnets.train.runs import (  # noqa: F401  (load_run and make_task: re-exported)
+    build_from_files,
+    load_run,
+    load_task_state,
+    make_task,
+    read_run_config,
+    read_task_state,
+)
+
+
+class _Diverged(TrainingError):
+    """A non-finite loss, weights or dev metric (``trainer.on_divergence`` decides)."""
 
 
 @dataclass
@@ -66,130 +75,6 @@ class Progress:
     elapsed: float = 0.0  # training seconds before this process started
     last_eval: int = -1  # the step of the last dev evaluation
     last_metrics: dict = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------- building
-
-
-def make_task(config: Config, *, check_data: bool = True) -> Task:
-    """The task of a recipe with its data root resolved (the task is not set up)."""
-    cls = get_task(config.task)
-    data_dir = None
-    if cls.needs_data:
-        data_dir = data_root(config.data.dir)
-        if check_data and not data_dir.is_dir():
-            raise DataError(
-                f"data directory {data_dir} does not exist: task {config.task!r} reads its "
-                f"files from the data root (set data.dir, $MEMNETS_DATA, or put the datasets "
-                f"in ../shared/data)"
-            )
-    return cls(config.data, data_dir)
-
-
-def load_run(run_dir: str | Path, *, which: str = "best", device: str = "cpu",
-             check_data: bool = False):
-    """Rebuild ``(config, task, model)`` of a run from its directory.
-
-    ``which`` is ``best`` (falls back to ``latest`` when the run kept no best)
-    or ``latest``.  Reads ``config.yaml``, ``task.json`` and the weights only.
-
-    An ensemble directory (no checkpoint of its own; ``results.json`` lists
-    ``members``, as ``scripts/atis_ensemble.py`` writes it) loads every member
-    run and combines them with the task's ``build_ensemble``.
-    """
-    run_dir = Path(run_dir)
-    config = read_run_config(run_dir)
-    task = make_task(config, check_data=check_data)
-    task_state = read_task_state(run_dir)
-    load_task_state(task, task_state, run_dir / "task.json")
-    members = _ensemble_members(run_dir)
-    if members is not None:
-        build = getattr(task, "build_ensemble", None)
-        if build is None:
-            raise ConfigError(f"{run_dir} is an ensemble of {len(members)} runs, but task "
-                              f"{config.task!r} cannot combine runs (no build_ensemble)")
-        models = []
-        for member in members:
-            state = read_task_state(member)
-            if state != task_state:
-                raise ConfigError(f"ensemble {run_dir}: member {member} was trained with other "
-                                  f"vocabularies or labels (its task.json differs)")
-            models.append(load_run(member, which=which, device=device)[2])
-        return config, task, build(models).to(ddp.resolve_device(device)).eval()
-    model = build_from_files(task, config, run_dir).to(ddp.resolve_device(device))
-    folder = read_pointer(run_dir, which) or find_latest(run_dir)[0]
-    if folder is None:
-        raise TrainingError(f"{run_dir} has no checkpoint yet (no checkpoints/latest.json)")
-    load_model_weights(model, folder / "model.safetensors")
-    model.eval()
-    return config, task, model
-
-
-def _ensemble_members(run_dir: Path) -> list[Path] | None:
-    """The member runs of an ensemble directory, or None for an ordinary run.
-
-    A member's path is taken as written, else beside the ensemble (the same
-    parent folder), so that a folder of runs can be moved as a whole."""
-    results = run_dir / "results.json"
-    if complete_checkpoints(run_dir) or not results.is_file():
-        return None
-    info = read_json(results, "results")
-    listed = info.get("members") if isinstance(info, dict) else None
-    if not listed:
-        return None
-    if not isinstance(listed, list) or not all(isinstance(m, str) for m in listed):
-        raise CheckpointError(f"{results}: expected 'members' to be a list of run folders, "
-                              f"got {shorten(listed)}")
-    found = []
-    for name in listed:
-        tries = [Path(name), run_dir.parent / Path(name).name]
-        hit = next((t for t in tries if (t / "config.yaml").is_file()), None)
-        if hit is None:
-            raise ConfigError(f"ensemble {run_dir}: member run {name!r} not found (looked in "
-                              + " and ".join(str(t) for t in tries) + ")")
-        found.append(hit)
-    return found
-
-
-def read_run_config(run_dir: Path) -> Config:
-    """The resolved recipe of a run directory (``config.yaml``), checked."""
-    cfg_path = Path(run_dir) / "config.yaml"
-    if not cfg_path.is_file():
-        raise ConfigError(f"{run_dir} is not a run directory: expected {cfg_path}")
-    return from_dict(read_yaml_file(cfg_path, "run's config"), source=str(cfg_path))
-
-
-def read_task_state(run_dir: Path) -> dict:
-    """``task.json`` of a run (vocabularies and such); ``{}`` when there is none."""
-    path = Path(run_dir) / "task.json"
-    if not path.is_file():
-        return {}
-    state = read_json(path, "task state")
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, got {type(state).__name__}")
-    return state
-
-
-def load_task_state(task: Task, state: dict, where: Path) -> None:
-    """``task.load_state_dict(state)``; a state the task cannot use names the file."""
-    try:
-        task.load_state_dict(state)
-    except MemnetsError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-        what = f"the field {e.args[0]!r}" if isinstance(e, KeyError) else shorten(str(e), 120)
-        raise CheckpointError(f"{where}: expected the state of task {task.name!r}; "
-                              f"{type(e).__name__}: {what}") from None
-
-
-def build_from_files(task: Task, config: Config, run_dir: Path) -> nn.Module:
-    """``task.build_model`` for a task restored from a run directory: a model that
-    cannot be built from what the files say names them."""
-    try:
-        return task.build_model(config.model)
-    except (ValueError, KeyError, TypeError, IndexError) as e:
-        raise CheckpointError(f"{run_dir}: the model cannot be built from config.yaml and "
-                              f"task.json ({shorten(str(e), 160)})") from None
 
 
 def _better(a: float, b: float | None, higher: bool) -> bool:
@@ -352,7 +237,7 @@ class Trainer:
             kept = (f"the last good checkpoint is {where}" if where is not None
                     else "no checkpoint had been written yet")
             at = prog.step if step is None else step
-            return TrainingError(f"{what} at step {at} (epoch {prog.epoch + 1}): "
+            return _Diverged(f"{what} at step {at} (epoch {prog.epoch + 1}): "
                                  f"training stopped; {kept}. Try a lower optimizer.lr or "
                                  f"optimizer.grad_clip")
 
@@ -414,90 +299,103 @@ class Trainer:
                 bar.set_postfix_str(f"{split} {task.main_metric} {main:.4g}")
             return tc.early_stopping is not None and prog.bad_evals >= tc.early_stopping
 
+        # trainer.evals_per_epoch: dev evaluations every ceil(batches / N) batches
+        eval_stride = (-(-per_epoch // tc.evals_per_epoch) if tc.evals_per_epoch else None)
         net.train()
-        while not stop and prog.epoch < tc.max_epochs:
-            if prog.batch == 0:
-                carried = None
-            for batch in task.batches("train", batch_size=cfg.data.batch_size, epoch=prog.epoch,
-                                      seed=tc.seed, shuffle=True, rank=d.rank,
-                                      world_size=d.world_size, start=prog.batch,
-                                      num_workers=cfg.data.num_workers):
-                lr = schedule.lr(prog.step, prog.epoch)
-                set_lr(optimizer, lr)
-                with autocast:
-                    out = task.step(net, batch, carried if task.stateful else None)
-                loss = out.loss
-                if ddp.any_true(d, not bool(torch.isfinite(loss.detach()).all())):
-                    raise stopped(f"loss is {float(loss.detach())}", prog.step + 1)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = None
-                if cfg.optimizer.grad_clip is not None:
-                    grad_norm = float(nn.utils.clip_grad_norm_(model.parameters(),
-                                                               cfg.optimizer.grad_clip))
-                optimizer.step()
-                if task.stateful:
-                    carried = detach_state(out.state)
-                prog.step += 1
-                prog.batch += 1
-                add_stats(window, out.stats)
-                window_size += out.size
-                if bar is not None:
-                    bar.update(1)
-                if prog.step % tc.log_every == 0 or prog.step == budget:
-                    now = time.perf_counter()
-                    stats = all_reduce_stats(window)
-                    rate = window_size * d.world_size / max(now - window_t, 1e-9)
-                    metrics = task.metrics(stats) if stats else {}
-                    row = {"step": prog.step, "epoch": prog.epoch, "split": "train",
-                           "time": now - start, "lr": lr, **metrics,
-                           f"{task.size_unit}_per_s": rate}
-                    if grad_norm is not None:
-                        row["grad_norm"] = grad_norm
-                    logger.log(row)
+        diverged = None
+        try:
+            while not stop and prog.epoch < tc.max_epochs:
+                if prog.batch == 0:
+                    carried = None
+                for batch in task.batches("train", batch_size=cfg.data.batch_size, epoch=prog.epoch,
+                                          seed=tc.seed, shuffle=True, rank=d.rank,
+                                          world_size=d.world_size, start=prog.batch,
+                                          num_workers=cfg.data.num_workers):
+                    lr = schedule.lr(prog.step, prog.epoch)
+                    set_lr(optimizer, lr)
+                    with autocast:
+                        out = task.step(net, batch, carried if task.stateful else None)
+                    loss = out.loss
+                    if ddp.any_true(d, not bool(torch.isfinite(loss.detach()).all())):
+                        raise stopped(f"loss is {float(loss.detach())}", prog.step + 1)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    grad_norm = None
+                    if cfg.optimizer.grad_clip is not None:
+                        grad_norm = float(nn.utils.clip_grad_norm_(model.parameters(),
+                                                                   cfg.optimizer.grad_clip))
+                    optimizer.step()
+                    if task.stateful:
+                        carried = detach_state(out.state)
+                    prog.step += 1
+                    prog.batch += 1
+                    add_stats(window, out.stats)
+                    window_size += out.size
                     if bar is not None:
-                        main = metrics.get(task.main_metric, float(loss.detach()))
-                        bar.set_description_str(
-                            f"ep {prog.epoch + 1} loss {float(loss.detach()):.4g} "
-                            f"{task.main_metric} {main:.4g} {rate:,.0f} {task.size_unit}/s")
-                    window, window_size, window_t = {}, 0, now
-                stop_early = False
-                if tc.eval_every is not None and prog.step % tc.eval_every == 0:
-                    stop_early = evaluate_dev()
-                elif tc.checkpoint_every is not None and prog.step % tc.checkpoint_every == 0:
-                    checkpoint()
-                if stop_early:
-                    self.log(f"early stopping at step {prog.step}: no improvement of "
-                             f"{task.main_metric} in {tc.early_stopping} evaluations")
-                    stop = True
-                if prog.step >= budget:
-                    stop = True
-                if (tc.max_minutes is not None and prog.step % tc.log_every == 0
-                        and ddp.any_true(d, time.perf_counter() - start >= 60 * tc.max_minutes)):
-                    self.log(f"time budget of {tc.max_minutes} min spent at step {prog.step}")
-                    stop = True
-                if stop:
-                    break
-            else:  # the epoch ended
-                prog.epoch += 1
-                prog.batch = 0
-                if tc.eval_every is None and evaluate_dev():
-                    self.log(f"early stopping after epoch {prog.epoch}: no improvement of "
-                             f"{task.main_metric} in {tc.early_stopping} evaluations")
-                    stop = True
-                elif tc.eval_every is not None and prog.step % tc.eval_every != 0:
-                    checkpoint()
-                continue
-            if prog.batch >= per_epoch:  # stopped on an epoch's last batch: it is complete
-                prog.epoch += 1
-                prog.batch = 0
-            break
+                        bar.update(1)
+                    if prog.step % tc.log_every == 0 or prog.step == budget:
+                        now = time.perf_counter()
+                        stats = all_reduce_stats(window)
+                        rate = window_size * d.world_size / max(now - window_t, 1e-9)
+                        metrics = task.metrics(stats) if stats else {}
+                        row = {"step": prog.step, "epoch": prog.epoch, "split": "train",
+                               "time": now - start, "lr": lr, **metrics,
+                               f"{task.size_unit}_per_s": rate}
+                        if grad_norm is not None:
+                            row["grad_norm"] = grad_norm
+                        logger.log(row)
+                        if bar is not None:
+                            main = metrics.get(task.main_metric, float(loss.detach()))
+                            bar.set_description_str(
+                                f"ep {prog.epoch + 1} loss {float(loss.detach()):.4g} "
+                                f"{task.main_metric} {main:.4g} {rate:,.0f} {task.size_unit}/s")
+                        window, window_size, window_t = {}, 0, now
+                    stop_early = False
+                    if tc.eval_every is not None and prog.step % tc.eval_every == 0:
+                        stop_early = evaluate_dev()
+                    elif (eval_stride is not None and prog.batch % eval_stride == 0
+                          and prog.batch < per_epoch):  # the last one comes with the epoch's end
+                        stop_early = evaluate_dev()
+                    elif tc.checkpoint_every is not None and prog.step % tc.checkpoint_every == 0:
+                        checkpoint()
+                    if stop_early:
+                        self.log(f"early stopping at step {prog.step}: no improvement of "
+                                 f"{task.main_metric} in {tc.early_stopping} evaluations")
+                        stop = True
+                    if prog.step >= budget:
+                        stop = True
+                    spent = time.perf_counter() - start
+                    if (tc.max_minutes is not None and prog.step % tc.log_every == 0
+                            and ddp.any_true(d, spent >= 60 * tc.max_minutes)):
+                        self.log(f"time budget of {tc.max_minutes} min spent at step {prog.step}")
+                        stop = True
+                    if stop:
+                        break
+                else:  # the epoch ended
+                    prog.epoch += 1
+                    prog.batch = 0
+                    if tc.eval_every is None and evaluate_dev():
+                        self.log(f"early stopping after epoch {prog.epoch}: no improvement of "
+                                 f"{task.main_metric} in {tc.early_stopping} evaluations")
+                        stop = True
+                    elif tc.eval_every is not None and prog.step % tc.eval_every != 0:
+                        checkpoint()
+                    continue
+                if prog.batch >= per_epoch:  # stopped on an epoch's last batch: it is complete
+                    prog.epoch += 1
+                    prog.batch = 0
+                break
+        except TrainingError as e:
+            if not isinstance(e, _Diverged) or tc.on_divergence == "stop":
+                raise
+            diverged = {"step": prog.step, "why": str(e)}
+            self.log(f"diverged: {e} (trainer.on_divergence: finish records it)")
         if bar is not None:
             bar.close()
-        if prog.last_eval != prog.step:  # a final evaluation and checkpoint
+        if diverged is None and prog.last_eval != prog.step:  # a final evaluation, checkpoint
             evaluate_dev()
         wall = time.perf_counter() - start
-        results = self._final(task, model, eval_bs, wall, prog)
+        results = self._final(task, model, eval_bs, wall, prog, diverged)
         logger.close()
         return results
 
@@ -517,7 +415,7 @@ class Trainer:
                               json.dumps({"dir": latest.name, "step": prog.best_step}))
 
     def _final(self, task: Task, model: nn.Module, eval_bs: int, wall: float,
-               prog: Progress) -> dict:
+               prog: Progress, diverged: dict | None = None) -> dict:
         cfg, d = self.config, self.dist
         which = cfg.trainer.select if "dev" in task.splits() else "latest"
         folder = read_pointer(self.run_dir, which) if d.is_main else None
@@ -530,6 +428,10 @@ class Trainer:
                          "epochs_completed": prog.epoch, "wall_seconds": wall,
                          "checkpoint": name, "best_step": prog.best_step,
                          "main_metric": task.main_metric, "baselines": task.baselines()}
+        if diverged is not None:
+            results["diverged"] = diverged
+            if not name:  # nothing good was kept: the weights in memory are not finite
+                splits = []
         for split in splits:
             metrics = task.evaluate(model, split, batch_size=eval_bs, rank=d.rank,
                                     world_size=d.world_size)
