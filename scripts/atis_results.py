@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
+
+from memnets.train.provenance import provenance
 
 BEGIN, END = "<!-- atis_results.py: begin -->", "<!-- atis_results.py: end -->"
 
@@ -115,17 +113,16 @@ def main() -> None:
     # chosen on the unrounded dev scores: rounding made ties that the order of the
     # arguments would have broken
     best = max(candidates, key=lambda r: exact_dev[r["name"]]) if candidates else None
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    machine = (f"table made on {platform.machine()}, {os.cpu_count()} CPU cores visible; "
-               "where each run trained is in results/atis.md")
+    made = provenance(command=args.command or None)
+    commit = made["commit"]
+    machine = f"table made on {made['machine']}; where each run trained is in results/atis.md"
     out = {
         "best": None if best is None else {k: best[k] for k in (
             "model", "slot_f1", "intent_accuracy", "sentence_accuracy")} | {"run": best["name"]},
         "runs": rows,
         "git_commit": commit,
         "machine": machine,
-        "command": args.command or "python " + " ".join(sys.argv),
+        "command": made["command"],
     }
     Path(args.out + ".json").write_text(json.dumps(out, indent=1) + "\n")
 

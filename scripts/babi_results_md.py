@@ -131,16 +131,21 @@ def main(argv=None) -> int:
         if key in data:
             parts.append(lstm_section(key, data[key]))
     if args.explain_run and args.task:
-        cmd = [sys.executable, str(Path(__file__).with_name("babi_explain.py")),
-               args.explain_run, "--out", str(Path(args.out).parent)]
+        folder = Path(args.out).parent
+        texts = []
         for t in args.task:
-            cmd += ["--task", str(t)]
-        text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            png = folder / f"babi_attention_task{t}.png"
+            cmd = [sys.executable, "-m", "memnets", "predict", args.explain_run,
+                   "--test-task", str(t), "--png", str(png)]
+            texts.append(subprocess.run(cmd, capture_output=True, text=True,
+                                        check=True).stdout.rstrip())
         parts += ["## Which sentence each hop reads", "",
-                  f"`python scripts/babi_explain.py {args.explain_run} "
-                  + " ".join(f"--task {t}" for t in args.task)
-                  + "`: the first test question of each task; `*` marks the supporting "
-                  "facts, `<` each hop's largest weight.", "", "```", text.rstrip(), "```", ""]
+                  f"`memnets predict {args.explain_run} --test-task T --png "
+                  f"{folder}/babi_attention_taskT.png` for T in "
+                  + ", ".join(str(t) for t in args.task)
+                  + ": the first test question of each task; `*` marks the supporting "
+                  "facts, `<` each hop's largest weight.", "", "```", "\n\n".join(texts),
+                  "```", ""]
         parts += [f"![task {t}](babi_attention_task{t}.png)" for t in args.task] + [""]
     old_page = Path(args.out).read_text() if Path(args.out).is_file() else ""
     if args.notes:

@@ -98,3 +98,11 @@ def test_invalid_yaml_names_file_and_line(tmp_path):
     p.write_text("task: adding\ndata:\n  T: [1, 2\n")
     with pytest.raises(ConfigError, match=r"bad.yaml:\d+: invalid YAML"):
         load_config(str(p))
+
+
+def test_recipe_names_are_hyphenated_and_old_underscores_still_load():
+    from memnets.config import recipe_names, recipe_path
+
+    assert all("_" not in name for name in recipe_names())
+    assert recipe_path("ptb_small") == recipe_path("ptb-small")
+    assert recipe_path("sst2_bilstm_phrases").name == "sst2-bilstm-phrases.yaml"

@@ -31,7 +31,7 @@ from memnets.models.classifier import SequenceClassifier
 from memnets.models.crf import LinearChainCRF
 from memnets.models.language_model import RNNLanguageModel
 from memnets.models.memn2n import MemN2N
-from memnets.models.tagger import SlotTagger, TaggerConfig
+from memnets.models.tagger import SlotTagger
 from memnets.tasks import get_task
 from memnets.tasks.babi import BabiDataConfig, BabiModelConfig, BabiTask
 from memnets.tasks.language_model import (
@@ -140,9 +140,9 @@ def test_models_refuse_bad_sizes():
     with pytest.raises(ConfigError, match=r"expected memory_size >= 1, got 0"):
         MemN2N(5, memory_size=0)
     with pytest.raises(ConfigError, match=r"expected hidden_size to be an int >= 1, got 2\.5"):
-        TaggerConfig(hidden_size=2.5).validate()
+        SlotModelConfig(hidden_size=2.5).validate()
     with pytest.raises(ConfigError, match=r"expected window >= 0, got -1"):
-        TaggerConfig(window=-1).validate()
+        SlotModelConfig(window=-1).validate()
 
 
 def test_size_errors_are_memnets_errors():
@@ -228,7 +228,7 @@ def test_models_refuse_non_integer_lengths():
         crf.log_partition(torch.randn(2, 4, 3), [4.0, 1.0])
     with pytest.raises(ValueError, match=r"expected integer lengths .*got dtype torch.bool"):
         crf.decode(torch.randn(2, 4, 3), torch.tensor([True, True]))
-    tagger = SlotTagger(TaggerConfig(hidden_size=4, word_dim=3), num_words=6, num_chars=1,
+    tagger = SlotTagger(SlotModelConfig(hidden_size=4, word_dim=3), num_words=6, num_chars=1,
                         tags=["O", "B-a"])
     with pytest.raises(ValueError, match=r"expected integer lengths .*got dtype torch.float32"):
         tagger(tokens, None, torch.tensor([3.0, 2.5]))

@@ -289,8 +289,6 @@ def cmd_plot_gradients(args) -> int:
 
 
 def cmd_report(args) -> int:
-    import platform
-    import subprocess
 
     import yaml
 
@@ -334,16 +332,12 @@ def cmd_report(args) -> int:
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                    text=True, timeout=10).stdout.strip() or "unknown"
-        except OSError:
-            commit = "unknown"
-        machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, " \
-                  f"{os.cpu_count()} logical CPUs"
+        from memnets.train.provenance import provenance
+
+        made = provenance()
+        commit = made["commit"]
         out.with_suffix(".json").write_text(json.dumps(
-            {"split": split, "main_metric": main, "commit": commit, "machine": machine,
-             "runs": rows}, indent=1))
+            {"split": split, "main_metric": main, **made, "runs": rows}, indent=1))
         png = plot_curves([d for d, _, _ in runs], out.with_suffix(".png"),
                           labels=[d.name for d, _, _ in runs])
         print(f"wrote {out.with_suffix('.json')} and {png} (commit {commit})")

@@ -67,12 +67,15 @@ class DataConfig:
         batch_size: the *global* batch size (split across processes under DDP).
         eval_batch_size: batch size for evaluation; ``None`` = ``batch_size``.
         num_workers: DataLoader worker processes.
+        bucket: batch examples of similar lengths together (less padding), for
+            tasks that tell their examples' lengths (``Task.lengths``).
     """
 
     dir: str | None = None
     batch_size: int = 32
     eval_batch_size: int | None = None
     num_workers: int = 0
+    bucket: bool = False
 
     RANGES: ClassVar[dict[str, str]] = {
         "batch_size": ">= 1", "eval_batch_size": ">= 1", "num_workers": ">= 0"}
@@ -107,7 +110,10 @@ class OptimizerConfig:
 
     ``sgd`` uses ``momentum`` and ``nesterov``; ``rmsprop`` uses ``alpha``,
     ``momentum`` and ``eps``; ``adam``/``adamw`` use ``betas`` and ``eps``.
-    ``grad_clip`` is the maximum global gradient norm (``None``: no clipping).
+    ``grad_clip`` is the maximum global gradient norm (``None``: no clipping) of
+    the dense gradients.  ``sparse_embedding_lr`` (``None``: off) gives every
+    embedding table sparse gradients, updated by SparseAdam at this rate (the
+    schedule scales it as it scales ``lr``; no weight decay, not clipped).
     """
 
     name: Literal["sgd", "rmsprop", "adam", "adamw"] = "adam"
@@ -119,10 +125,11 @@ class OptimizerConfig:
     eps: float = 1e-8
     alpha: float = 0.99
     grad_clip: float | None = None
+    sparse_embedding_lr: float | None = None
 
     RANGES: ClassVar[dict[str, str]] = {
         "lr": ">= 0", "momentum": "[0, 1)", "weight_decay": ">= 0", "betas": "[0, 1)",
-        "eps": "> 0", "alpha": "[0, 1)", "grad_clip": "> 0"}
+        "eps": "> 0", "alpha": "[0, 1)", "grad_clip": "> 0", "sparse_embedding_lr": "> 0"}
 
     def validate(self) -> None:
         if len(self.betas) != 2:
@@ -429,6 +436,8 @@ def recipe_path(name_or_path: str) -> Path:
             raise ConfigError(f"recipe file {name_or_path} does not exist")
         return p
     shipped = Path(str(resources.files("memnets") / "recipes" / f"{name_or_path}.yaml"))
+    if not shipped.is_file():  # names are hyphenated; the older underscores still work
+        shipped = shipped.with_name(f"{name_or_path.replace('_', '-')}.yaml")
     if not shipped.is_file():
         names = recipe_names()
         close = difflib.get_close_matches(name_or_path, names, n=3)

@@ -178,6 +178,25 @@ def test_default_initialisation_is_torchs(mode):
         assert float(p.abs().max()) > 0.5 * bound, name  # uniform, not zeros or tiny
 
 
+@pytest.mark.parametrize(("mode", "proj"), [(m, 0) for m in MODES] + [("lstm", PROJ)])
+def test_initialised_once_with_torch_nn_weights_under_the_same_seed(mode, proj):
+    """The cells are built without values and each parameter is drawn once, in
+    torch.nn's order: the same seed gives torch.nn's very weights, and the random
+    stream afterwards is where torch.nn leaves it."""
+    torch_cls, ours_cls, extra = MODES[mode]
+    kw = dict(num_layers=2, bidirectional=True, **extra, **({"proj_size": proj} if proj else {}))
+    torch.manual_seed(7)
+    ours = ours_cls(H_IN, H, **kw)
+    after_ours = torch.rand(3)
+    torch.manual_seed(7)
+    ref = torch_cls(H_IN, H, **kw)
+    after_ref = torch.rand(3)
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    for name, p in ref.state_dict().items():
+        assert torch.equal(ours.state_dict()[name], p), name
+    assert torch.equal(after_ours, after_ref)
+
+
 def test_dropout_between_layers_only_in_training():
     torch.manual_seed(0)
     ours = memnets.LSTM(H_IN, H, num_layers=2, dropout=0.5, fused=False)

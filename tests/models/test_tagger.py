@@ -5,14 +5,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from memnets.models.tagger import CharCNN, SlotTagger, TaggerConfig, context_window
+from memnets.config import build_section
+from memnets.layers.pooling import pool
+from memnets.models.tagger import CharCNN, SlotTagger, context_window
+from memnets.tasks.slot_filling import SlotModelConfig
 
 TAGS = ["O", "B-a", "I-a", "B-b"]
 
 
+def _config(values: dict) -> SlotModelConfig:
+    """The recipe's model section, checked as a recipe's is."""
+    return build_section(SlotModelConfig, values, "model")
+
+
 def _model(seed=0, **kw):
     torch.manual_seed(seed)
-    cfg = TaggerConfig.from_dict({"hidden_size": 6, "word_dim": 5, **kw})
+    cfg = _config({"hidden_size": 6, "word_dim": 5, **kw})
     m = SlotTagger(cfg, num_words=12, num_chars=9, tags=TAGS, num_intents=3).double()
     return m.eval()
 
@@ -128,16 +136,14 @@ def test_pooling_against_hand_computation():
     words, chars, lengths = _batch()
     m = _model(cell="gru", bidirectional=True, intent_pooling="attention")
     h, _ = m.encoder(context_window(m.embed(words), 0), lengths=lengths)
-    valid = torch.arange(5).unsqueeze(0) < lengths.unsqueeze(1)
-    pooled = m._pool(h, valid, lengths)
+    pooled = pool(h, lengths, m.config.intent_pooling, scorer=m.attention, bidirectional=True)
     att = m.attention
     for i, n in enumerate(lengths.tolist()):
         scores = torch.stack([att[2].weight @ torch.tanh(att[0].weight @ h[i, t] + att[0].bias)
                               for t in range(n)]).squeeze(1)
         alpha = torch.softmax(scores, 0)
         assert torch.allclose(pooled[i], (alpha.unsqueeze(1) * h[i, :n]).sum(0))
-    m.config.intent_pooling = "last"
-    last = m._pool(h, valid, lengths)
+    last = pool(h, lengths, "last", bidirectional=True)
     for i, n in enumerate(lengths.tolist()):
         assert torch.allclose(last[i], torch.cat([h[i, n - 1, :6], h[i, 0, 6:]]))
 
@@ -149,7 +155,7 @@ def test_multi_head_attention_pooling_against_hand_computation():
     m = _model(cell="gru", bidirectional=True, intent_pooling="attention", intent_heads=3)
     h, _ = m.encoder(context_window(m.embed(words), 0), lengths=lengths)
     valid = torch.arange(5).unsqueeze(0) < lengths.unsqueeze(1)
-    pooled = m._pool(h, valid, lengths)
+    pooled = pool(h, lengths, m.config.intent_pooling, scorer=m.attention, bidirectional=True)
     assert pooled.shape == (len(lengths), 3 * h.shape[2])
     W, b, V = m.attention[0].weight, m.attention[0].bias, m.attention[2].weight  # V: (3, H)
     for i, n in enumerate(lengths.tolist()):
@@ -167,9 +173,9 @@ def test_multi_head_attention_pooling_against_hand_computation():
     assert not alpha[~valid].any()
     assert torch.allclose(torch.einsum("nlk,nlh->nkh", alpha, h).flatten(1), pooled)
     with pytest.raises(ValueError, match="expected intent_heads: 1 unless"):
-        TaggerConfig.from_dict({"intent_pooling": "max", "intent_heads": 2})
+        _config({"intent_pooling": "max", "intent_heads": 2})
     with pytest.raises(ValueError, match="expected intent_heads >= 1"):
-        TaggerConfig.from_dict({"intent_pooling": "attention", "intent_heads": 0})
+        _config({"intent_pooling": "attention", "intent_heads": 0})
 
 
 def test_loss_is_cross_entropy_plus_weighted_intent():
@@ -218,19 +224,20 @@ def test_gradcheck_float64():
 
 
 def test_bad_config_is_named():
-    with pytest.raises(ValueError, match="unknown tagger option"):
-        TaggerConfig.from_dict({"hidden": 3})
+    with pytest.raises(ValueError, match=r"model: unknown key 'hidden' \(did you mean "
+                                         r"'hidden_size'\?\)"):
+        _config({"hidden": 3})
     with pytest.raises(ValueError, match="expected intent_pooling one of"):
-        TaggerConfig.from_dict({"intent_pooling": "sum"})
+        _config({"intent_pooling": "sum"})
     with pytest.raises(ValueError, match="bidirectional: false with cell_output: posterior"):
-        TaggerConfig.from_dict({"cell_output": "posterior", "bidirectional": True})
+        _config({"cell_output": "posterior", "bidirectional": True})
 
 
 def test_smoke_learns_a_toy_tagging_rule():
     # word 2 is followed by a city (B-a); words >= 6 mark intent 1
     torch.manual_seed(0)
-    cfg = TaggerConfig.from_dict({"cell": "lstm", "bidirectional": True, "hidden_size": 16,
-                                  "word_dim": 8, "intent_pooling": "max"})
+    cfg = _config({"cell": "lstm", "bidirectional": True, "hidden_size": 16,
+                   "word_dim": 8, "intent_pooling": "max"})
     m = SlotTagger(cfg, num_words=10, num_chars=3, tags=TAGS, num_intents=2)
     words = torch.randint(2, 10, (64, 6))
     tags = torch.zeros_like(words)
@@ -287,8 +294,8 @@ def test_ensemble_averages_members_and_decodes_the_mean_crf_score():
 def test_intent_parts_add_a_shared_score_per_part():
     torch.manual_seed(0)
     names = ["a", "a#b", "b", "c"]
-    cfg = TaggerConfig.from_dict({"hidden_size": 6, "word_dim": 5, "intent_pooling": "mean",
-                                  "intent_parts": "#"})
+    cfg = _config({"hidden_size": 6, "word_dim": 5, "intent_pooling": "mean",
+                   "intent_parts": "#"})
     m = SlotTagger(cfg, num_words=12, num_chars=9, tags=TAGS, num_intents=4,
                    intents=names).double().eval()
     seen = []

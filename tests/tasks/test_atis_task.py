@@ -197,7 +197,7 @@ def test_task_metrics_equal_conlleval_on_the_predictions(tmp_path):
 def train_home_ensemble(root: Path, members: list[str], extra: tuple[str, ...] = ()) -> Path:
     """Two small atis-joint runs (seeds 1, 2) on the home corpus in ``root/runs/s1``
     and ``s2``, and an ensemble directory ``root/runs/ens`` listing them under the
-    names ``members`` (as scripts/atis_ensemble.py records them)."""
+    names ``members`` (as the older scripts/atis_ensemble.py recorded them)."""
     import shutil
 
     _write_home_corpus(root / "data", "seq")
@@ -218,7 +218,7 @@ def train_home_ensemble(root: Path, members: list[str], extra: tuple[str, ...] =
 
 
 def test_an_ensemble_directory_loads_predicts_and_evaluates(tmp_path, capsys):
-    """A directory listing member runs (as scripts/atis_ensemble.py writes it) is a run
+    """A directory listing member runs (as the older scripts/atis_ensemble.py wrote it) is a run
     for load_run, `memnets predict` and `memnets eval`: the members' TaggerEnsemble."""
     import shutil
 

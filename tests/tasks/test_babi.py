@@ -261,3 +261,26 @@ def test_download_failure_is_a_data_error(server, tmp_path):
     _, url = server
     with pytest.raises(DataError, match="download of .* failed"):
         ensure_babi(tmp_path, url=f"{url}/nothing.tar.gz", quiet=True)
+
+
+@needs_data
+def test_predict_explains_a_test_question_with_supporting_facts(tmp_path, capsys):
+    """``memnets predict RUN --test-task T`` (what scripts/babi_explain.py did)."""
+    from memnets.cli import main
+    from memnets.tasks.recipes import load_config
+    from memnets.train import train
+
+    run = tmp_path / "run"
+    train(load_config("babi-task1", [f"data.dir={DATA}", "model.embed_dim=4",
+                                     "trainer.max_steps=3", "trainer.progress=false",
+                                     "trainer.tensorboard=false"]), run, quiet=True)
+    png = tmp_path / "att.png"
+    capsys.readouterr()
+    assert main(["predict", str(run), "--test-task", "1", "--index", "2", "--png",
+                 str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "task 1 (qa1_single-supporting-fact_test.txt:" in out and "test question 2:" in out
+    assert "*" in out and png.stat().st_size > 1000
+    assert main(["predict", str(run), "--test-task", "2"]) == 2  # not trained on task 2
+    assert main(["predict", str(run), "--test-task", "1", "--index", "99999"]) == 2
+    assert main(["predict", str(run), "--question", "Where is Mary?"]) == 2  # no story

@@ -10,9 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from memnets.cells import ElmanCell
+from memnets.cells.regularizers import VariationalDropout
 from memnets.data.chars import load_chars, split_text
 from memnets.metrics.lm import bits_per_char, perplexity
-from memnets.models.language_model import RecurrentDropout, RNNLanguageModel
+from memnets.models.language_model import RNNLanguageModel
 from memnets.tasks.language_model import CharLanguageModelTask, LMDataConfig, LMModelConfig
 from memnets.tasks.recipes import load_config
 
@@ -38,6 +39,27 @@ def test_lstm_lm_matches_torch_nn_and_carried_state_equals_one_long_run():
     torch.testing.assert_close(torch.cat([a, b], 1), logits)
 
 
+@pytest.mark.parametrize("kw", [
+    {},  # the fused drop-in (ptb-small's path)
+    {"tie_weights": True},
+    {"cell": "irnn", "dropout": 0.2},  # generic layers
+    {"dropout": 0.3, "variational": True},  # VariationalDropout cells
+])
+def test_init_range_draws_each_parameter_once(kw):
+    """With init_range every parameter is drawn once: the weights are exactly the
+    first draws from the seed, in parameter order, and nothing else drew before."""
+    torch.manual_seed(3)
+    m = RNNLanguageModel(11, 6, 6, 2, init_range=0.1, **kw)
+    after = torch.rand(2)
+    torch.manual_seed(3)
+    for name, p in m.named_parameters():
+        expect = torch.empty_like(p).uniform_(-0.1, 0.1)
+        assert torch.equal(p, expect), name
+    assert torch.equal(torch.rand(2), after)
+    if kw.get("tie_weights"):
+        assert m.decoder.weight is m.embedding.weight
+
+
 def test_generic_path_elman_matches_a_naive_loop_of_the_equations():
     torch.manual_seed(1)
     m = RNNLanguageModel(7, 4, 5, 1, cell="elman", variational=True).eval()  # generic layers
@@ -55,24 +77,43 @@ def test_generic_path_elman_matches_a_naive_loop_of_the_equations():
     torch.testing.assert_close(state[0].h, h)
 
 
-def test_recurrent_dropout_uses_one_mask_for_all_steps():
+def test_variational_layers_use_one_input_and_one_state_mask_for_all_steps():
     torch.manual_seed(2)
-    cell = ElmanCell(3, 4)
-    wrapped = RecurrentDropout(cell, 0.5).train()
-    wrapped.sample_mask(2, True)
-    mask = wrapped._mask
-    assert set(mask.unique().tolist()) <= {0.0, 2.0}
-    x = torch.randn(5, 2, 3)
-    s = wrapped.init_state(2)
-    h = torch.zeros(2, 4)
-    for t in range(5):
-        _, s = wrapped(x[t], s)
-        h = torch.tanh(x[t] @ cell.weight_ih.T + cell.bias_ih
-                       + (h * mask) @ cell.weight_hh.T + cell.bias_hh)
-        torch.testing.assert_close(s.h, h)
-    wrapped.eval()
-    wrapped.sample_mask(2, False)
-    torch.testing.assert_close(wrapped(x[0], s)[1].h, cell(x[0], s)[1].h)
+    m = RNNLanguageModel(5, 3, 4, 2, cell="elman", dropout=0.5, variational=True).train()
+    cells = m.rnn.cells()
+    assert all(isinstance(c, VariationalDropout) and c.input_dropout == c.state_dropout == 0.5
+               for c in cells)
+    x = torch.randn(2, 5, 3)
+
+    def naive(masked: bool):
+        h_in = x
+        for wrapped in cells:
+            cell = wrapped.cell
+            m_x = wrapped.masks["input"] if masked else 1.0  # (N, H_in), all steps
+            m_h = wrapped.masks["state.h"] if masked else 1.0  # (N, H), all steps
+            h, hs = torch.zeros(2, 4), []
+            for t in range(5):
+                h = torch.tanh((h_in[:, t] * m_x) @ cell.weight_ih.T + cell.bias_ih
+                               + (h * m_h) @ cell.weight_hh.T + cell.bias_hh)
+                hs.append(h)
+            h_in = torch.stack(hs, 1)
+        return h_in
+
+    out, _ = m.rnn(x)  # (N, L, H); each layer drew its masks for this sequence
+    for wrapped in cells:
+        assert set(wrapped.masks["input"].unique().tolist()) <= {0.0, 2.0}
+        assert set(wrapped.masks["state.h"].unique().tolist()) <= {0.0, 2.0}
+    torch.testing.assert_close(out, naive(masked=True))
+    m.eval()  # no masks: the plain cells
+    torch.testing.assert_close(m.rnn(x)[0], naive(masked=False))
+
+
+def test_variational_refuses_rates_of_its_own_in_the_cell_options():
+    with pytest.raises(ValueError, match="expected no state_dropout in the cell options with "
+                                         r"variational=True \(it sets both to dropout\)"):
+        RNNLanguageModel(5, 3, 3, 1, dropout=0.5, variational=True, state_dropout=0.1)
+    m = RNNLanguageModel(5, 3, 3, 1, dropout=0.5, zoneout=0.1)  # other options: generic layers
+    assert [type(c).__name__ for c in m.rnn.cells()] == ["Zoneout"]
 
 
 def test_variational_dropout_masks_are_locked_over_time():

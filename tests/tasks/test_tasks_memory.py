@@ -96,8 +96,7 @@ def test_sequence_regressor_matches_a_naive_loop():
     model = SequenceRegressor(2, 1, cfg, every_step=False)
     x = torch.randn(3, 7, 2)
     h = x
-    for layer in model.layers:  # naive loop of the LSTM equations, per step
-        c = layer.cell
+    for c in model.encoder.cells():  # naive loop of the LSTM equations, per step
         hs, state_h, state_c = [], torch.zeros(3, 5), torch.zeros(3, 5)
         for t in range(7):
             g = (h[:, t] @ c.weight_ih.T + c.bias_ih + state_h @ c.weight_hh.T + c.bias_hh)
@@ -114,7 +113,7 @@ def test_identity_init_gives_irnn():
     cfg = MemoryModelConfig(cell="elman", hidden_size=4, init="identity",
                             cell_options={"nonlinearity": "relu"})
     model = SequenceRegressor(2, 1, cfg, every_step=False)
-    cell = model.layers[0].cell
+    (cell,) = model.encoder.cells()
     assert torch.equal(cell.weight_hh, torch.eye(4)) and (cell.bias_hh == 0).all()
     with pytest.raises(ValueError, match="square weight_hh"):
         SequenceRegressor(2, 1, MemoryModelConfig(cell="lstm", init="identity"), False)
@@ -128,7 +127,7 @@ def test_gradient_probe_matches_autograd_of_the_state():
     norms = task.gradient_probe(model, batch)
     # reference: h_t as explicit leaves of an unrolled Elman loop
     x, y = batch
-    c = model.layers[0].cell
+    (c,) = model.encoder.cells()
     h = torch.zeros(3, 4)
     hs = []
     for t in range(6):
@@ -165,7 +164,7 @@ def test_smoke_training_beats_the_trivial_baseline(name, tmp_path):
 def test_chrono_init_sets_forget_and_input_biases():
     torch.manual_seed(0)
     cfg = MemoryModelConfig(cell="lstm", hidden_size=50, init="chrono", chrono_max=100)
-    cell = SequenceRegressor(2, 1, cfg, every_step=False).layers[0].cell
+    (cell,) = SequenceRegressor(2, 1, cfg, every_step=False).encoder.cells()
     H = 50
     forget, inp = cell.bias_ih[H:2 * H], cell.bias_ih[:H]
     assert (forget >= 0).all() and (forget <= math.log(99) + 1e-6).all()

@@ -734,3 +734,15 @@ def test_every_ranges_entry_is_enforced(section, name):
         overrides.append("trainer.eval_every=null")
     with pytest.raises(ConfigError, match=rf"{section}[.:] ?{name}: expected"):
         load_config("adding", overrides)
+
+
+def test_a_checkpoint_with_the_older_layer_names_still_loads(tmp_path):
+    """The encoder builder renamed the memory tasks' layers (``layers.K`` became
+    ``encoder.layers.K``); weights written before load unchanged."""
+    run = _finished(tmp_path)
+    path = ckpt.read_pointer(run, "best") / "model.safetensors"
+    w = load_file(str(path))
+    save_file({k.removeprefix("encoder."): v for k, v in w.items()}, str(path))
+    assert any(k.startswith("layers.") for k in load_file(str(path)))
+    _, _, model = load_run(run)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in w.items())

@@ -208,6 +208,12 @@ class LSTMCell(RecurrentCell):
                 self.bias_ih[k * H : (k + 1) * H].fill_(self.forget_bias)
         if self.weight_hr is not None:
             nn.init.xavier_uniform_(self.weight_hr)
+        self.reset_option_parameters()
+
+    def reset_option_parameters(self) -> None:
+        """The parameters that only the options add: peepholes zero (training starts
+        from the plain LSTM), layer-norm gains 1 and shifts 0; no random draws.
+        :class:`memnets.LSTM` draws the others the torch.nn way and calls this alone."""
         for w in (self.weight_ci, self.weight_cf, self.weight_co):
             if w is not None:
                 nn.init.zeros_(w)

@@ -6,6 +6,8 @@ which order, on which process.
 * :class:`BucketedBatches` — the same contract with batches of similar lengths
   (less padding): shuffle, sort by length within pools of ``pool`` batches, cut,
   shuffle the batches.
+* :func:`batchify`, :func:`bptt_segments`, :func:`num_segments` — one long text
+  as contiguous streams, read in windows for truncated BPTT (language models).
 
 Both yield, for process ``rank`` of ``world_size``, its share of each global
 batch (a list of example indices), so the union over processes is the
@@ -19,9 +21,10 @@ This module imports only the standard library and torch.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
+from torch import Tensor
 
 
 class ShardedBatches:
@@ -122,3 +125,41 @@ class BucketedBatches:
         n, size = len(self.lengths), self.pool * self.batch_size
         return sum((min(size, n - p) + self.batch_size - 1) // self.batch_size
                    for p in range(0, n, size))
+
+
+def batchify(ids: Tensor, batch_size: int) -> Tensor:
+    """Cut a ``(T,)`` id sequence into ``batch_size`` contiguous streams ``(N, T // N)``.
+
+    Row ``n`` is the ``n``-th contiguous chunk of the text, read left to right
+    across consecutive segments, so the state carried for row ``n`` always
+    belongs to the same stream.  The ``T mod N`` trailing ids are dropped.
+    """
+    if ids.dim() != 1:
+        raise ValueError(f"expected a 1-d id tensor (T,), got shape {tuple(ids.shape)}")
+    if batch_size < 1 or ids.numel() < 2 * batch_size:
+        raise ValueError(
+            f"expected at least 2 * batch_size = {2 * batch_size} ids, got {ids.numel()}"
+        )
+    width = ids.numel() // batch_size
+    return ids[: width * batch_size].view(batch_size, width)  # (N, T // N)
+
+
+def bptt_segments(streams: Tensor, bptt: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """Consecutive windows for truncated backpropagation through time.
+
+    Yields ``(x, y)`` with ``x = streams[:, i:i+l]`` and ``y = streams[:, i+1:i+1+l]``
+    (both ``(N, l)``, ``l = bptt`` except possibly the last), for
+    ``i = 0, bptt, 2 bptt, ...``; every id but the first of each stream is a
+    target exactly once.
+    """
+    if bptt < 1:
+        raise ValueError(f"expected bptt >= 1, got {bptt}")
+    width = streams.shape[1]
+    for i in range(0, width - 1, bptt):
+        l = min(bptt, width - 1 - i)
+        yield streams[:, i : i + l], streams[:, i + 1 : i + 1 + l]
+
+
+def num_segments(streams: Tensor, bptt: int) -> int:
+    """How many windows :func:`bptt_segments` yields."""
+    return -(-(streams.shape[1] - 1) // bptt)

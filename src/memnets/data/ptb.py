@@ -13,13 +13,13 @@ imports torch and :mod:`memnets.data` only.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from memnets.data.batching import batchify, bptt_segments, num_segments  # noqa: F401
 from memnets.data.text import DataFormatError, read_lines
 from memnets.data.vocab import Vocab
 
@@ -118,41 +118,3 @@ def load_ptb(root: str | Path, *, vocab: Vocab | None = None, level: str = "word
         vocab = Vocab.build([words["train"]], specials=(), unk=UNK)
     return Corpus(vocab, {s: torch.tensor(vocab.encode(w), dtype=torch.long)
                           for s, w in words.items()})
-
-
-def batchify(ids: Tensor, batch_size: int) -> Tensor:
-    """Cut a ``(T,)`` id sequence into ``batch_size`` contiguous streams ``(N, T // N)``.
-
-    Row ``n`` is the ``n``-th contiguous chunk of the text, read left to right
-    across consecutive segments, so the state carried for row ``n`` always
-    belongs to the same stream.  The ``T mod N`` trailing ids are dropped.
-    """
-    if ids.dim() != 1:
-        raise ValueError(f"expected a 1-d id tensor (T,), got shape {tuple(ids.shape)}")
-    if batch_size < 1 or ids.numel() < 2 * batch_size:
-        raise ValueError(
-            f"expected at least 2 * batch_size = {2 * batch_size} ids, got {ids.numel()}"
-        )
-    width = ids.numel() // batch_size
-    return ids[: width * batch_size].view(batch_size, width)  # (N, T // N)
-
-
-def bptt_segments(streams: Tensor, bptt: int) -> Iterator[tuple[Tensor, Tensor]]:
-    """Consecutive windows for truncated backpropagation through time.
-
-    Yields ``(x, y)`` with ``x = streams[:, i:i+l]`` and ``y = streams[:, i+1:i+1+l]``
-    (both ``(N, l)``, ``l = bptt`` except possibly the last), for
-    ``i = 0, bptt, 2 bptt, ...``; every id but the first of each stream is a
-    target exactly once.
-    """
-    if bptt < 1:
-        raise ValueError(f"expected bptt >= 1, got {bptt}")
-    width = streams.shape[1]
-    for i in range(0, width - 1, bptt):
-        l = min(bptt, width - 1 - i)
-        yield streams[:, i : i + l], streams[:, i + 1 : i + 1 + l]
-
-
-def num_segments(streams: Tensor, bptt: int) -> int:
-    """How many windows :func:`bptt_segments` yields."""
-    return -(-(streams.shape[1] - 1) // bptt)

@@ -3,10 +3,14 @@
 ``Recurrent`` runs any cell; ``Bidirectional`` and ``Stacked`` compose layers;
 ``RNN``/``LSTM``/``GRU`` are drop-ins for torch.nn; ``LSTMN`` runs the LSTMN cell
 and returns its attention; ``make_stack`` runs a multi-layer cell by name.
+``build_encoder`` builds a model's recurrent layers and decides "fused or generic"
+(:mod:`memnets.layers.encoder`); :mod:`memnets.layers.pooling` pools outputs over
+the valid steps.
 This package may import torch, :mod:`memnets.cells` and :mod:`memnets.errors`.
 """
 
 from memnets.layers.bidirectional import Bidirectional, BidirectionalState
+from memnets.layers.encoder import build_encoder
 from memnets.layers.lstmn import LSTMN
 from memnets.layers.recurrent import Recurrent, make_stack, stack_names
 from memnets.layers.sequence import SequenceLayer
@@ -15,5 +19,5 @@ from memnets.layers.torch_compat import GRU, LSTM, RNN
 
 __all__ = [
     "GRU", "LSTM", "LSTMN", "RNN", "Bidirectional", "BidirectionalState", "Recurrent",
-    "SequenceLayer", "Stacked", "make_stack", "stack_names",
+    "SequenceLayer", "Stacked", "build_encoder", "make_stack", "stack_names",
 ]

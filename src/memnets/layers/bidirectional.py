@@ -88,5 +88,8 @@ class Bidirectional(SequenceLayer):
             out = out_f + out_b
         return out, BidirectionalState(state_f, state_b)
 
+    def cells(self) -> list[RecurrentCell]:
+        return self.forward_layer.cells() + self.backward_layer.cells()
+
     def extra_repr(self) -> str:
         return f"merge={self.merge!r}"

@@ -86,6 +86,9 @@ class Recurrent(SequenceLayer):
             out = reverse_padded(out, lengths)
         return out, state
 
+    def cells(self) -> list[RecurrentCell]:
+        return [self.cell]
+
     def extra_repr(self) -> str:
         flags = [f"batch_first={self.batch_first}"] if self.batch_first else []
         return ", ".join(flags + (["reverse=True"] if self.reverse else []))

@@ -237,7 +237,9 @@ class SequenceLayer(nn.Module):
     """Base of the layers that run over time (Recurrent, Bidirectional, Stacked).
 
     Subclasses set ``input_size``, ``output_size`` and ``batch_first`` and
-    implement :meth:`run`, which works on the internal layout.
+    implement :meth:`run`, which works on the internal layout, and :meth:`cells`.
+    A model asks a layer for its ``output_size`` and its :meth:`cells`; it never
+    reaches into how the layer is composed.
     """
 
     input_size: int
@@ -284,4 +286,9 @@ class SequenceLayer(nn.Module):
 
     def run(self, x: Tensor, state, lengths: Tensor | None):
         """Internal layout: ``x`` ``(L, N, H_in)``, ``lengths`` ``(N,)`` or None."""
+        raise NotImplementedError
+
+    def cells(self) -> list[nn.Module]:
+        """The cells this layer runs, lowest layer first, forward before backward
+        (what an initialisation scheme such as chrono's sets)."""
         raise NotImplementedError

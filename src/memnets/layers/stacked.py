@@ -88,5 +88,8 @@ class Stacked(SequenceLayer):
             finals.append(s)
         return x, tuple(finals)
 
+    def cells(self) -> list[RecurrentCell]:
+        return [c for layer in self.layers for c in layer.cells()]
+
     def extra_repr(self) -> str:
         return f"dropout={self.dropout}" if self.dropout else ""

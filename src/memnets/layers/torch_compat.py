@@ -6,6 +6,11 @@ initialisation and state_dict keys, and are built from the generic core
 the cell can be swapped with one argument.  When the cells are the standard
 ones, the forward pass dispatches to torch's fused kernel (same parameters,
 same results); ``fused=False`` forces the generic path.
+
+Initialisation happens once: the default cells are built on the meta device
+(no values, no random draws) and every parameter is then drawn as torch.nn
+draws it, in torch.nn's order, so that under the same seed a drop-in starts
+from the very weights of its torch.nn counterpart.
 """
 
 from __future__ import annotations
@@ -63,8 +68,9 @@ class _TorchCompatible(nn.Module):
         def make(in_size: int) -> RecurrentCell:
             if cell is not None:
                 return cell(in_size, hidden_size)
+            # no values yet: _torch_init draws each parameter once, below
             return self._default_cell(
-                in_size, hidden_size, bias, **cell_options, device=device, dtype=dtype
+                in_size, hidden_size, bias, **cell_options, device="meta", dtype=dtype
             )
 
         layers, in_size = [], input_size
@@ -76,7 +82,9 @@ class _TorchCompatible(nn.Module):
                 layers.append(Recurrent(fwd, batch_first=batch_first))
             in_size = layers[-1].output_size
         self.stack = Stacked(layers, dropout=self.dropout, batch_first=batch_first)
+        self.output_size = self.stack.output_size  # D * H_out
         if cell is None:
+            self.stack.to_empty(device=device if device is not None else torch.empty(0).device)
             self._torch_init(cell_options)
         # torch.nn names: "<cell parameter>_l<layer>[_reverse]"
         self._flat_names: dict[str, str] = {}
@@ -96,19 +104,24 @@ class _TorchCompatible(nn.Module):
         self.register_load_state_dict_pre_hook(_from_flat_names)
 
     def _torch_init(self, cell_options: dict) -> None:
-        """torch.nn's initialisation for the parameters torch.nn has; the others
-        (peepholes, layer-norm gains, ...) keep their cell's initialisation, and
-        an explicit ``forget_bias`` option is honoured."""
+        """The one initialisation of the default cells: torch.nn's for the parameters
+        torch.nn has, in its order; the others (peepholes, layer-norm gains, ...)
+        get their cell's initialisation, and an explicit ``forget_bias`` option
+        is honoured."""
         for c in self.cells():
             for name in _TORCH_PARAMETERS:
                 p = getattr(c, name, None)
                 if p is not None:
                     uniform_init_(p, self.hidden_size)
+            self._init_option_parameters(c)
             if "forget_bias" in cell_options and c.bias_ih is not None:
                 H, k = c.hidden_size, 0 if getattr(c, "coupled", False) else 1
                 with torch.no_grad():
                     c.bias_ih[k * H : (k + 1) * H].fill_(cell_options["forget_bias"])
                     c.bias_hh[k * H : (k + 1) * H].zero_()
+
+    def _init_option_parameters(self, cell: RecurrentCell) -> None:
+        """Initialise the parameters that only the cell's options add (none here)."""
 
     # --- structure ---
 
@@ -211,12 +224,24 @@ class _TorchCompatible(nn.Module):
         out, final = self.stack.run(batch.x, state, batch.lengths)
         return batch.restore(out), self._join_states(final, batch.unbatched)
 
+    @classmethod
+    def kernel_runs(cls, cell: RecurrentCell) -> bool:
+        """Whether torch's fused kernel computes ``cell``'s step: a cell of this
+        layer's default type whose options keep it the standard one (see
+        :meth:`_standard` of each class)."""
+        return type(cell) is cls._default_cell and cls._standard(cell)
+
+    @staticmethod
+    def _standard(cell: RecurrentCell) -> bool:
+        return True
+
     def _can_fuse(self) -> bool:
         if not self.fused or self._custom_cell:
             return False
-        return all(type(c) is self._default_cell and self._fusable(c) for c in self.cells())
+        return all(self.kernel_runs(c) and self._fusable(c) for c in self.cells())
 
     def _fusable(self, cell: RecurrentCell) -> bool:
+        """Whether this instance's kernel matches ``cell`` (RNN: the nonlinearity)."""
         return True
 
     def _state_sizes(self) -> list[int]:
@@ -401,8 +426,14 @@ class LSTM(_TorchCompatible):
 
     _default_cell = LSTMCell
 
-    def _fusable(self, cell: LSTMCell) -> bool:
+    @staticmethod
+    def _standard(cell: LSTMCell) -> bool:
+        """No peepholes, coupling, layer norm or other activations (``forget_bias``
+        and ``proj_size`` are torch's too)."""
         return cell.is_standard()
+
+    def _init_option_parameters(self, cell: LSTMCell) -> None:
+        cell.reset_option_parameters()
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
@@ -447,5 +478,7 @@ class GRU(_TorchCompatible):
     _kernel = staticmethod(_VF.gru)
     _cudnn_mode = "GRU"
 
-    def _fusable(self, cell: GRUCell) -> bool:
+    @staticmethod
+    def _standard(cell: GRUCell) -> bool:
+        """The reset gate applied after the recurrent product, as cuDNN does."""
         return cell.reset_after

@@ -4,11 +4,11 @@ Weston, Bordes, Chopra, Rush, van Merriënboer, Joulin & Mikolov, "Towards
 AI-complete question answering: a set of prerequisite toy tasks", 2015
 (their LSTM baseline, as also reported by Sukhbaatar et al. 2015).
 
-Built on :func:`memnets.make_cell` and :class:`memnets.Recurrent`, so any
-registered cell can replace the LSTM; a plain ``lstm`` or ``gru`` (no cell
-options) runs on the drop-in :class:`memnets.LSTM`/:class:`memnets.GRU`, whose
-fused kernels read the few-hundred-word stories several times faster.
-Imports torch and :mod:`memnets` only.
+Built with :func:`memnets.layers.build_encoder`, so any registered cell can
+replace the LSTM; a cell that torch's kernel computes (a plain ``lstm``,
+``gru`` or ``elman``: the builder's rule) runs on the fused drop-in
+(:class:`memnets.LSTM` etc.), which reads the few-hundred-word stories several
+times faster.  Imports torch and :mod:`memnets.cells` / :mod:`memnets.layers` only.
 """
 
 from __future__ import annotations
@@ -17,10 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from memnets.cells.base import check_sizes
-from memnets.cells.registry import make_cell
-from memnets.layers import GRU, LSTM, Recurrent
-
-DROP_IN = {"lstm": LSTM, "gru": GRU}
+from memnets.layers.encoder import build_encoder
 
 
 def flatten_story_and_question(story: Tensor, question: Tensor, pad_id: int = 0):
@@ -75,15 +72,9 @@ class BabiLSTM(nn.Module):
         check_sizes(vocab_size=vocab_size, embed_dim=embed_dim, hidden_size=hidden_size)
         self.pad_id = pad_id
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
-        if cell in DROP_IN and not cell_options:
-            self.rnn = DROP_IN[cell](embed_dim, hidden_size, batch_first=True)
-            out_size = hidden_size
-        else:
-            self.rnn = Recurrent(make_cell(cell, input_size=embed_dim, hidden_size=hidden_size,
-                                           **(cell_options or {})), batch_first=True)
-            out_size = self.rnn.output_size
+        self.rnn = build_encoder(cell, embed_dim, hidden_size, cell_options=cell_options)
         self.drop = nn.Dropout(dropout)
-        self.out = nn.Linear(out_size, vocab_size)
+        self.out = nn.Linear(self.rnn.output_size, vocab_size)
 
     def forward(self, story: Tensor, story_lengths: Tensor, question: Tensor) -> Tensor:
         tokens, lengths = flatten_story_and_question(story, question, self.pad_id)  # (B, L)

@@ -2,7 +2,7 @@
 
 Also :func:`load_word_vectors` (pretrained vectors in GloVe's text format).
 This module imports torch, :mod:`memnets.cells`, :mod:`memnets.layers` and
-:mod:`memnets.data.vocab` only.
+:mod:`memnets.data` only.
 """
 
 from __future__ import annotations
@@ -13,17 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from memnets.cells import make_cell
 from memnets.cells.base import check_sizes
 from memnets.data.text import DataFormatError, MissingFileError
 from memnets.data.vocab import Vocab
 from memnets.errors import shorten
-from memnets.layers import Bidirectional, Recurrent, Stacked
+from memnets.layers.encoder import build_encoder
+from memnets.layers.pooling import POOLINGS, attention_scorer, pool
 from memnets.layers.sequence import as_lengths
-from memnets.layers.torch_compat import GRU, LSTM, RNN
-
-POOLINGS = ("last", "mean", "max", "attention")
-_FUSED = {"lstm": LSTM, "gru": GRU, "elman": RNN}
 
 
 class SequenceClassifier(nn.Module):
@@ -37,7 +33,7 @@ class SequenceClassifier(nn.Module):
         p(y \mid w_{1..T}) = \mathrm{softmax}(W\, \mathrm{drop}(z) + b)
         \end{aligned}
 
-    Pooling over the valid steps of each sequence:
+    Pooling over the valid steps of each sequence (:func:`memnets.layers.pooling.pool`):
 
     * ``last``: the output at the last valid step; bidirectional: the forward
       half at the last step joined with the backward half at the first step
@@ -58,8 +54,8 @@ class SequenceClassifier(nn.Module):
         vocab_size, embedding_size: the embedding table.
         hidden_size: features per direction of each recurrent layer.
         num_classes: output classes.
-        cell: a registered cell name; ``lstm``, ``gru``, ``elman`` use the fused
-            drop-in layers, any other runs through the generic layers.
+        cell: a registered cell name; fused drop-in or generic layers by the
+            rule of :func:`memnets.layers.build_encoder`.
         num_layers: stacked layers (dropout ``dropout`` between them).
         bidirectional: run a backward encoder too and concatenate.
         pooling: one of ``last``, ``mean``, ``max``, ``attention``.
@@ -115,28 +111,11 @@ class SequenceClassifier(nn.Module):
             with torch.no_grad():
                 self.embedding.weight.copy_(pretrained)
         self.embedding.weight.requires_grad_(not freeze_embeddings)
-        inter = dropout if num_layers > 1 else 0.0
-        if cell in _FUSED:
-            self.encoder = _FUSED[cell](embedding_size, hidden_size, num_layers, batch_first=True,
-                                        dropout=inter, bidirectional=bidirectional,
-                                        **cell_options)
-        else:
-            def make(i: int):
-                return make_cell(cell, input_size=i, hidden_size=hidden_size, **cell_options)
-
-            layers, size = [], embedding_size
-            for _ in range(num_layers):
-                layer = (Bidirectional(make(size), make(size), batch_first=True)
-                         if bidirectional else Recurrent(make(size), batch_first=True))
-                layers.append(layer)
-                size = layer.output_size
-            self.encoder = Stacked(layers, dropout=inter, batch_first=True)
-        self.output_size = (2 if bidirectional else 1) * hidden_size
-        if cell not in _FUSED:
-            self.output_size = self.encoder.output_size
-        if pooling == "attention":
-            self.attention = nn.Sequential(nn.Linear(self.output_size, self.output_size),
-                                           nn.Tanh(), nn.Linear(self.output_size, 1, bias=False))
+        self.encoder = build_encoder(cell, embedding_size, hidden_size, num_layers=num_layers,
+                                     bidirectional=bidirectional, dropout=dropout,
+                                     cell_options=cell_options)
+        self.output_size = self.encoder.output_size
+        self.attention = attention_scorer(self.output_size) if pooling == "attention" else None
         self.classifier = nn.Linear(self.output_size, num_classes)
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
@@ -156,27 +135,9 @@ class SequenceClassifier(nn.Module):
             else:
                 x = F.dropout(x, self.embedding_dropout, training=True)
         out, _ = self.encoder(x, lengths=lengths)  # (N, T, D*H), zero at padding
-        z = self.pool(out, lengths.to(out.device))  # (N, D*H)
+        z = pool(out, lengths, self.pooling, scorer=self.attention,
+                 bidirectional=self.bidirectional)  # (N, D*H)
         return self.classifier(F.dropout(z, self.dropout, training=self.training))
-
-    def pool(self, out: Tensor, lengths: Tensor) -> Tensor:
-        """Pool encoder outputs ``(N, T, D*H)`` over each sequence's valid steps."""
-        N, T, F_ = out.shape
-        valid = torch.arange(T, device=out.device).unsqueeze(0) < lengths.unsqueeze(1)  # (N, T)
-        if self.pooling == "last":
-            idx = (lengths - 1).view(N, 1, 1).expand(N, 1, F_)
-            last = out.gather(1, idx).squeeze(1)  # (N, D*H)
-            if not self.bidirectional:
-                return last
-            H = F_ // 2
-            return torch.cat([last[:, :H], out[:, 0, H:]], dim=1)
-        if self.pooling == "mean":
-            return out.sum(1) / lengths.unsqueeze(1).to(out.dtype)
-        if self.pooling == "max":
-            return out.masked_fill(~valid.unsqueeze(-1), float("-inf")).amax(1)
-        scores = self.attention(out).squeeze(-1)  # (N, T)
-        alpha = torch.softmax(scores.masked_fill(~valid, float("-inf")), dim=1)
-        return torch.bmm(alpha.unsqueeze(1), out).squeeze(1)
 
 
 def load_word_vectors(

@@ -7,17 +7,14 @@ torch and :mod:`memnets.cells` / :mod:`memnets.layers` only.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from memnets.cells import make_cell
-from memnets.cells.base import RecurrentCell, check_sizes
-from memnets.layers import Stacked
-from memnets.layers.torch_compat import GRU, LSTM, RNN
-
-# cells that have a torch.nn-compatible drop-in layer with a fused kernel
-_FUSED = {"lstm": LSTM, "gru": GRU, "elman": RNN}
+from memnets.cells.base import check_sizes
+from memnets.layers.encoder import build_encoder
 
 
 class RNNLanguageModel(nn.Module):
@@ -39,7 +36,11 @@ class RNNLanguageModel(nn.Module):
     segment and shared by all its time steps, and the recurrent connection
     :math:`h_{t-1}` of every layer is dropped too, with a mask also fixed over
     time (Gal & Ghahramani, "A theoretically grounded application of dropout in
-    recurrent neural networks", 2016).
+    recurrent neural networks", 2016): every cell is wrapped in
+    :class:`~memnets.cells.regularizers.VariationalDropout` with
+    ``input_dropout = state_dropout = dropout`` (its input mask is the
+    embedding's or the layer below's), and the top layer's output gets a
+    time-locked mask of its own.
 
     Shapes (N = batch, L = segment length, V = vocabulary):
 
@@ -53,18 +54,21 @@ class RNNLanguageModel(nn.Module):
         embedding_size: size of the word vectors.
         hidden_size: size of each recurrent layer.
         num_layers: K.
-        cell: a name from :func:`memnets.cells.cell_names`.  ``"lstm"``,
-            ``"gru"`` and ``"elman"`` run on the fused drop-in layers
-            (:class:`memnets.LSTM` etc.) unless ``variational`` is set.
+        cell: a name from :func:`memnets.cells.cell_names`.  Whether it runs on
+            the fused drop-in layers (:class:`memnets.LSTM` etc.) or on the
+            generic ones is the rule of :func:`memnets.layers.build_encoder`
+            (``variational`` adds regulariser options, so it runs generic).
         dropout: probability of dropping a non-recurrent activation.
         variational: use time-locked masks and recurrent dropout (above).
         tie_weights: share the embedding matrix with the softmax weights
             (Press & Wolf, "Using the output embedding to improve language
             models", 2017; Inan, Khosravi & Socher, 2017); requires
             ``embedding_size == hidden_size``.
-        init_range: if given, every parameter is drawn from
-            U(-init_range, init_range) (Zaremba et al. use 0.1 and 0.05); else
-            the cells keep their own initialisation.
+        init_range: if given, every parameter is drawn once from
+            U(-init_range, init_range) (Zaremba et al. use 0.1 and 0.05): the
+            modules are built on the meta device (no values, no draws) and
+            given storage before the draw.  Else each module keeps its own
+            initialisation (the drop-in's is torch.nn's).
         cell_options: passed to the cell (e.g. ``nonlinearity="tanh"``).
 
     Departures from the papers: none in the equations; the softmax is a plain
@@ -99,26 +103,27 @@ class RNNLanguageModel(nn.Module):
         self.hidden_size, self.num_layers = hidden_size, num_layers
         self.cell_name, self.dropout, self.variational = cell, float(dropout), variational
         self.tie_weights = tie_weights
-        self.embedding = nn.Embedding(vocab_size, embedding_size)
-        if cell in _FUSED and not variational:
-            self.rnn = _FUSED[cell](embedding_size, hidden_size, num_layers, batch_first=True,
-                                    dropout=dropout if num_layers > 1 else 0.0, **cell_options)
-        else:
-            cells: list[RecurrentCell] = []
-            in_size = embedding_size
-            for _ in range(num_layers):
-                c = make_cell(cell, input_size=in_size, hidden_size=hidden_size, **cell_options)
-                if variational and dropout > 0:
-                    c = RecurrentDropout(c, dropout)
-                cells.append(c)
-                in_size = c.output_size
-            self.rnn = Stacked(cells, dropout=0.0 if variational else dropout, batch_first=True)
-        out_size = self.rnn.stack.output_size if hasattr(self.rnn, "stack") else \
-            self.rnn.output_size
-        if out_size != hidden_size and tie_weights:
-            raise ValueError(f"expected the top layer to output {embedding_size} features "
-                             f"for tie_weights=True, got {out_size}")
-        self.decoder = nn.Linear(out_size, vocab_size)
+        options = dict(cell_options)
+        if variational:
+            given = sorted(k for k in ("input_dropout", "state_dropout") if k in options)
+            if given:
+                raise ValueError(f"expected no {' or '.join(given)} in the cell options with "
+                                 "variational=True (it sets both to dropout)")
+            options.update(input_dropout=dropout, state_dropout=dropout)
+        # with init_range, built without values: each parameter is drawn once, below
+        build = torch.device("meta") if init_range is not None else contextlib.nullcontext()
+        with build:
+            self.embedding = nn.Embedding(vocab_size, embedding_size)
+            self.rnn = build_encoder(cell, embedding_size, hidden_size, num_layers=num_layers,
+                                     dropout=0.0 if variational else dropout,
+                                     cell_options=options)
+            out_size = self.rnn.output_size
+            if out_size != hidden_size and tie_weights:
+                raise ValueError(f"expected the top layer to output {embedding_size} features "
+                                 f"for tie_weights=True, got {out_size}")
+            self.decoder = nn.Linear(out_size, vocab_size)
+        if init_range is not None:  # storage, one tensor per module: tie after it
+            self.to_empty(device=torch.empty(0).device)
         if tie_weights:
             self.decoder.weight = self.embedding.weight
         if init_range is not None:
@@ -128,7 +133,9 @@ class RNNLanguageModel(nn.Module):
     # --- dropout ---
 
     def _drop(self, x: Tensor) -> Tensor:
-        """Dropout of a non-recurrent activation ``(N, L, H)``."""
+        """Dropout of a non-recurrent activation ``(N, L, H)`` that no cell drops: the
+        embedding (unless variational: the first cell drops its input) and the top
+        layer's output; variational: one mask per sequence for all its steps."""
         if not self.training or self.dropout == 0.0:
             return x
         if not self.variational:
@@ -137,30 +144,16 @@ class RNNLanguageModel(nn.Module):
         mask = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(keep) / keep  # (N, 1, H)
         return x * mask
 
-    def _variational_layers(self):
-        return [m for m in self.modules() if isinstance(m, RecurrentDropout)]
-
     # --- forward ---
 
     def forward(self, tokens: Tensor, state=None) -> tuple[Tensor, object]:
         if not isinstance(tokens, Tensor) or tokens.dim() != 2 or tokens.is_floating_point():
             got = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
             raise ValueError(f"expected token ids of shape (N, L) and integer dtype, got {got}")
-        N = tokens.shape[0]
-        for m in self._variational_layers():
-            m.sample_mask(N, self.training, device=tokens.device)
-        x = self._drop(self.embedding(tokens))  # (N, L, E)
-        if self.variational and isinstance(self.rnn, Stacked):
-            finals = []
-            states = state if state is not None else (None,) * len(self.rnn.layers)
-            for k, (layer, s) in enumerate(zip(self.rnn.layers, states)):
-                if k > 0:
-                    x = self._drop(x)
-                x, s = layer(x, s)  # (N, L, H)
-                finals.append(s)
-            out, state = x, tuple(finals)
-        else:
-            out, state = self.rnn(x, state)  # (N, L, H)
+        x = self.embedding(tokens)  # (N, L, E)
+        if not self.variational:
+            x = self._drop(x)
+        out, state = self.rnn(x, state)  # (N, L, H)
         logits = self.decoder(self._drop(out))  # (N, L, V)
         return logits, state
 
@@ -221,57 +214,3 @@ class RNNLanguageModel(nn.Module):
                 "cell": self.cell_name, "dropout": self.dropout,
                 "variational": self.variational, "tie_weights": self.tie_weights}
 
-
-class RecurrentDropout(RecurrentCell):
-    r"""Variational dropout of a cell's recurrent input (Gal & Ghahramani, 2016).
-
-    .. math::
-        y_t, s_t = \mathrm{cell}\big(x_t, (m \odot h_{t-1}, \text{rest of } s_{t-1})\big),
-        \qquad m \sim \mathrm{Bernoulli}(1 - p)^{N \times H} / (1 - p)
-
-    with one mask :math:`m` per sequence, shared by all time steps (set by
-    :meth:`sample_mask` before each segment).  Only the first state field
-    (the output ``h``) is dropped; an LSTM's memory ``c`` is left alone.
-    In eval mode the cell is the wrapped cell.
-
-    Shapes: those of the wrapped cell.
-    """
-
-    def __init__(self, cell: RecurrentCell, p: float) -> None:
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"expected p in [0, 1), got {p}")
-        self.cell, self.p = cell, p
-        self.input_size, self.hidden_size = cell.input_size, cell.hidden_size
-        self.output_size = cell.output_size
-        self._mask: Tensor | None = None
-
-    def sample_mask(self, batch_size: int, training: bool, *, device=None) -> None:
-        if not training or self.p == 0.0:
-            self._mask = None
-            return
-        h_size = self.cell.init_state(1, device="meta")[0].shape[-1]
-        keep = 1.0 - self.p
-        p = next(self.cell.parameters())
-        self._mask = torch.empty(batch_size, h_size, device=device or p.device,
-                                 dtype=p.dtype).bernoulli_(keep) / keep  # (N, H)
-
-    def project_input(self, x: Tensor) -> Tensor:
-        return self.cell.project_input(x)
-
-    def recur(self, u_t: Tensor, state):
-        if self._mask is not None and self.training:
-            state = type(state)(state[0] * self._mask, *state[1:])
-        return self.cell.recur(u_t, state)
-
-    def init_state(self, batch_size: int, *, device=None, dtype=None):
-        return self.cell.init_state(batch_size, device=device, dtype=dtype)
-
-    def mask_state(self, keep_new, new, old):
-        return self.cell.mask_state(keep_new, new, old)
-
-    def check_state(self, state, batch_size: int) -> None:
-        self.cell.check_state(state, batch_size)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"

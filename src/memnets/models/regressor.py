@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from memnets.cells.registry import make_cell
 from memnets.config import ModelConfig
+from memnets.layers.encoder import build_encoder
 from memnets.layers.recurrent import Recurrent
 
 
@@ -22,31 +22,35 @@ class SequenceRegressor(nn.Module):
     ``config`` is a model section: ``cell``, ``hidden_size``, ``num_layers``,
     ``dropout`` (between layers) and ``cell_options``, and where it has them
     ``init`` and ``chrono_max`` (the memory tasks' ``MemoryModelConfig``).
+    The layers are :func:`memnets.layers.build_encoder`'s generic ones
+    (``torch_compatible=False``) for every cell, so that ``init: default`` is
+    each cell's own initialisation and the others start from it.
 
     Shapes: input ``(N, L, H_in)``; output ``(N, out)`` (``every_step=False``)
     or ``(N, L, out)``.
     """
 
+    @staticmethod
+    def upgrade_state_dict(weights: dict) -> dict:
+        """Checkpoints written before the encoder builder named the layers
+        ``layers.K.cell.*``; they are ``encoder.layers.K.cell.*`` now."""
+        return {("encoder." + k if k.startswith("layers.") else k): v
+                for k, v in weights.items()}
+
     def __init__(self, input_size: int, output_size: int, config: ModelConfig,
                  every_step: bool) -> None:
         super().__init__()
-        layers = []
-        size = input_size
-        for _ in range(config.num_layers):
-            cell = make_cell(config.cell, input_size=size, hidden_size=config.hidden_size,
-                             **config.cell_options)
-            layers.append(Recurrent(cell, batch_first=True))
-            size = cell.output_size
-        self.layers = nn.ModuleList(layers)
-        self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(size, output_size)
+        self.encoder = build_encoder(config.cell, input_size, config.hidden_size,
+                                     num_layers=config.num_layers, dropout=config.dropout,
+                                     cell_options=config.cell_options, torch_compatible=False)
+        self.head = nn.Linear(self.encoder.output_size, output_size)
         self.every_step = every_step
         if getattr(config, "init", "default") == "chrono":
-            for layer in self.layers:
-                chrono_init(layer.cell, config.chrono_max)
+            for cell in self.encoder.cells():
+                chrono_init(cell, config.chrono_max)
         if getattr(config, "init", "default") == "identity":
-            for layer in self.layers:
-                w = getattr(layer.cell, "weight_hh", None)
+            for cell in self.encoder.cells():
+                w = getattr(cell, "weight_hh", None)
                 if w is None or w.shape[0] != w.shape[1]:
                     raise ValueError(
                         f"init: identity needs a square weight_hh, cell {config.cell!r} has "
@@ -55,27 +59,26 @@ class SequenceRegressor(nn.Module):
                 with torch.no_grad():
                     w.copy_(torch.eye(w.shape[0]))
                     for name in ("bias_hh", "bias_ih"):
-                        b = getattr(layer.cell, name, None)
+                        b = getattr(cell, name, None)
                         if b is not None:
                             b.zero_()
 
     def forward(self, x: Tensor) -> Tensor:
-        h = x  # (N, L, H_in)
-        for k, layer in enumerate(self.layers):
-            if k > 0:
-                h = self.dropout(h)
-            h, _ = layer(h)  # (N, L, H)
+        h, _ = self.encoder(x)  # (N, L, H)
         if not self.every_step:
             h = h[:, -1]  # (N, H)
         return self.head(h)
 
     def hidden_gradients(self, x: Tensor, loss_fn) -> Tensor:
         r"""``(L,)``: :math:`\lVert \partial \mathcal{L} / \partial h_t \rVert` of the top
-        layer's state, averaged over the batch, with the loss ``loss_fn(output)``."""
+        layer's state, averaged over the batch, with the loss ``loss_fn(output)``.
+
+        The layers below the top run as in :meth:`forward` (without dropout); the
+        top cell is stepped here, so that each step's state keeps its gradient."""
+        *below, cell = self.encoder.cells()
         h = x
-        for layer in self.layers[:-1]:
-            h, _ = layer(h)
-        cell = self.layers[-1].cell
+        for c in below:
+            h, _ = Recurrent(c, batch_first=True)(h)  # (N, L, H)
         u = cell.project_input(h)  # (N, L, U)
         state = cell.init_state(x.shape[0], device=x.device, dtype=x.dtype)
         states, ys = [], []

@@ -14,133 +14,29 @@ One model covers the designs the slot-filling literature compares:
 * an optional character-level word encoder, so an unseen word (a new city
   name) is still represented by its spelling.
 
-All recurrent parts are built from the cell registry (:func:`memnets.make_cell`)
-and run with :class:`memnets.Recurrent` / :class:`memnets.Bidirectional` /
-:class:`memnets.Stacked` with ``lengths``.  Imports torch and memnets only.
+The recurrent layers come from :func:`memnets.layers.build_encoder` with
+``torch_compatible=False``: the generic layers over the cell registry
+(:func:`memnets.make_cell`), with each cell's own initialisation, run with
+``lengths``; the intent head pools with :func:`memnets.layers.pooling.pool`.
+The hyper-parameters are the recipe's ``model`` section,
+:class:`memnets.tasks.slot_filling.SlotModelConfig`, checked there.
+Imports torch, :mod:`memnets.config` (the section's base type) and the
+layers below models only.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from memnets.cells.base import check_size, check_sizes
-from memnets.cells.registry import make_cell
-from memnets.layers import Bidirectional, Recurrent, Stacked
+from memnets.config import ModelConfig
+from memnets.layers.encoder import build_encoder
+from memnets.layers.pooling import attention_scorer, attention_weights, pool
 from memnets.layers.sequence import as_lengths
 from memnets.models.crf import LinearChainCRF, bio_constraints
-
-POOLINGS = ("none", "last", "mean", "max", "attention")
-CELL_OUTPUTS = ("features", "posterior")
-
-
-@dataclass
-class TaggerConfig:
-    """Hyper-parameters of :class:`SlotTagger` (the ``model:`` part of a recipe).
-
-    Args:
-        cell: name of a registered cell (``elman``, ``jordan``, ``lstm``, ``gru``, ...).
-        hidden_size: features of each direction's state.
-        num_layers: stacked recurrent layers.
-        bidirectional: read each utterance in both directions.
-        cell_options: extra keyword arguments for the cell's constructor.
-        cell_output: ``features`` (a linear layer maps the top layer's outputs
-            to slot scores) or ``posterior``: the top cell itself outputs the
-            distribution over tags (built with ``output_size`` = number of
-            tags, as the ``jordan`` cell of Mesnil et al.) and its logarithm is
-            the slot score.  ``posterior`` needs a one-directional top layer.
-        word_dim: word embedding size.
-        window: context half-width ``k``; the encoder reads the concatenated
-            embeddings of words ``t-k .. t+k`` at step ``t`` (zeros beyond the
-            utterance).  0 reads word ``t`` alone.
-        char_dim: character embedding size; 0 switches the character encoder off.
-        char_filters: output features of the character CNN.
-        char_kernel: width of its filters, in characters.
-        dropout: on word representations, between layers and before the heads.
-        word_dropout: probability of replacing a training word by ``<unk>``,
-            which teaches the ``<unk>`` embedding.
-        crf: decode slots with a linear-chain CRF instead of per-word softmax.
-        bio_constrained: with ``crf``, forbid ``I-x`` after anything but
-            ``B-x``/``I-x`` and at the start (read from the tag names).
-        intent_pooling: ``none`` (slots only), ``last``, ``mean``, ``max`` or
-            ``attention``.
-        intent_heads: with ``attention`` pooling, the number of attention
-            heads; each pools the encoder's outputs with its own weights and
-            the intent head reads their concatenation (Lin et al., "A
-            structured self-attentive sentence embedding", 2017, without
-            their penalty term), so that an intent resting on two cues ("fares"
-            and "ground transportation") can attend to both.
-        intent_weight: weight of the intent loss against the slot loss.
-        intent_parts: a separator (e.g. ``"#"``) that splits multi-intent labels
-            into parts; then each intent's score also adds a score per part,
-            shared by every label with that part, so that ``a#b`` draws on the
-            evidence for ``a`` and for ``b``.  Labels stay single classes for
-            the loss and the metrics.  Empty (default): one free score per label.
-    """
-
-    cell: str = "lstm"
-    hidden_size: int = 100
-    num_layers: int = 1
-    bidirectional: bool = False
-    cell_options: dict[str, Any] = field(default_factory=dict)
-    cell_output: str = "features"
-    word_dim: int = 100
-    window: int = 0
-    char_dim: int = 0
-    char_filters: int = 50
-    char_kernel: int = 3
-    dropout: float = 0.0
-    word_dropout: float = 0.0
-    crf: bool = False
-    bio_constrained: bool = True
-    intent_pooling: str = "none"
-    intent_heads: int = 1
-    intent_weight: float = 1.0
-    intent_parts: str = ""
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> TaggerConfig:
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown tagger option(s) {unknown}; expected some of {sorted(known)}"
-            )
-        cfg = cls(**d)
-        cfg.validate()
-        return cfg
-
-    def validate(self) -> None:
-        if self.cell_output not in CELL_OUTPUTS:
-            raise ValueError(
-                f"expected cell_output one of {CELL_OUTPUTS}, got {self.cell_output!r}"
-            )
-        if self.cell_output == "posterior" and self.bidirectional:
-            raise ValueError("expected bidirectional: false with cell_output: posterior")
-        if self.intent_pooling not in POOLINGS:
-            raise ValueError(
-                f"expected intent_pooling one of {POOLINGS}, got {self.intent_pooling!r}"
-            )
-        if self.intent_heads != 1 and self.intent_pooling != "attention":
-            raise ValueError(f"expected intent_heads: 1 unless intent_pooling is 'attention', "
-                             f"got {self.intent_heads} with {self.intent_pooling!r}")
-        for name in ("hidden_size", "num_layers", "word_dim", "intent_heads"):
-            check_size(name, getattr(self, name))
-        for name in ("window", "char_dim"):
-            check_size(name, getattr(self, name), minimum=0)
-        if self.char_dim:
-            check_sizes(char_filters=self.char_filters, char_kernel=self.char_kernel)
-        for name in ("dropout", "word_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"expected {name} in [0, 1), got {getattr(self, name)}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class TaggerOutput(NamedTuple):
@@ -224,7 +120,9 @@ class SlotTagger(nn.Module):
     * output :class:`TaggerOutput`: emissions ``(N, L, T)``, intent logits ``(N, K)``.
 
     Args:
-        config: :class:`TaggerConfig`.
+        config: the ``model`` section of a slot-filling recipe
+            (:class:`memnets.tasks.slot_filling.SlotModelConfig`, whose fields
+            and checks are documented there).
         num_words, num_chars: vocabulary sizes (id 0 is padding, 1 unknown).
         tags: the tag names (their number sets T; their names set the BIO
             constraints of the CRF).
@@ -241,7 +139,7 @@ class SlotTagger(nn.Module):
 
     def __init__(
         self,
-        config: TaggerConfig,
+        config: ModelConfig,
         *,
         num_words: int,
         num_chars: int,
@@ -250,7 +148,6 @@ class SlotTagger(nn.Module):
         intents: list[str] | None = None,
     ) -> None:
         super().__init__()
-        config.validate()
         if config.intent_pooling != "none" and num_intents < 1:
             raise ValueError(
                 f"expected intents in the data for intent_pooling={config.intent_pooling!r}, "
@@ -269,21 +166,13 @@ class SlotTagger(nn.Module):
             rep += self.chars.output_size
         in_size = rep * (2 * config.window + 1)
         self.posterior = config.cell_output == "posterior"
-        layers = []
-        for k in range(config.num_layers):
-            top = k == config.num_layers - 1
-            if config.bidirectional:
-                layer = Bidirectional(self._cell(in_size), self._cell(in_size), batch_first=True)
-            elif top and self.posterior:
-                layer = Recurrent(self._cell(in_size, output_size=self.num_tags),
-                                  batch_first=True)
-            else:
-                layer = Recurrent(self._cell(in_size), batch_first=True)
-            layers.append(layer)
-            in_size = layer.output_size
-        self.encoder = Stacked(layers, dropout=config.dropout, batch_first=True)
-        self.forward_size = (layers[-1].forward_layer.output_size if config.bidirectional
-                             else in_size)
+        self.encoder = build_encoder(
+            config.cell, in_size, config.hidden_size, num_layers=config.num_layers,
+            bidirectional=config.bidirectional, dropout=config.dropout,
+            cell_options=config.cell_options, torch_compatible=False,
+            # the top cell outputs the tag distribution itself (a Jordan cell, Mesnil et al.)
+            top_options={"output_size": self.num_tags} if self.posterior else None)
+        in_size = self.encoder.output_size
         self.drop = nn.Dropout(config.dropout)
         self.slot_head = None if self.posterior else nn.Linear(in_size, self.num_tags)
         self.crf = None
@@ -298,10 +187,7 @@ class SlotTagger(nn.Module):
         if self.num_intents:
             pooled_size = in_size
             if config.intent_pooling == "attention":
-                self.attention = nn.Sequential(
-                    nn.Linear(in_size, in_size), nn.Tanh(),
-                    nn.Linear(in_size, config.intent_heads, bias=False)
-                )
+                self.attention = attention_scorer(in_size, config.intent_heads)
                 pooled_size = in_size * config.intent_heads
             self.intent_head = nn.Linear(pooled_size, self.num_intents)
             if config.intent_parts:
@@ -317,11 +203,6 @@ class SlotTagger(nn.Module):
                 self.register_buffer("intent_membership", member, persistent=False)
                 self.intent_part_head = nn.Linear(pooled_size, len(parts), bias=False)
 
-    def _cell(self, input_size: int, **extra):
-        c = self.config
-        return make_cell(c.cell, input_size=input_size, hidden_size=c.hidden_size,
-                         **c.cell_options, **extra)
-
     def forward(self, words: Tensor, chars: Tensor | None, lengths: Tensor) -> TaggerOutput:
         h, valid, lengths = self._encode(words, chars, lengths)
         if self.posterior:  # h holds p(tag) at each step
@@ -331,7 +212,8 @@ class SlotTagger(nn.Module):
             emissions = self.slot_head(h)  # (N, L, T)
         intent = None
         if self.intent_head is not None:
-            pooled = self._pool(h, valid, lengths)
+            pooled = pool(h, lengths, self.config.intent_pooling, scorer=self.attention,
+                          bidirectional=self.config.bidirectional)  # (N, F)
             intent = self.intent_head(pooled)  # (N, K)
             if self.intent_part_head is not None:  # + the scores of each label's parts
                 intent = intent + self.intent_part_head(pooled) @ self.intent_membership.T
@@ -344,8 +226,8 @@ class SlotTagger(nn.Module):
         None when the intent is not pooled by attention."""
         if self.attention is None:
             return None
-        h, valid, _ = self._encode(words, chars, lengths)
-        return self._alpha(h if self.posterior else self.drop(h), valid)
+        h, _, lengths = self._encode(words, chars, lengths)
+        return attention_weights(self.attention(h if self.posterior else self.drop(h)), lengths)
 
     def _encode(self, words: Tensor, chars: Tensor | None, lengths: Tensor):
         """Encoder outputs ``(N, L, H_out)``, the valid-step mask ``(N, L)`` and lengths."""
@@ -364,29 +246,6 @@ class SlotTagger(nn.Module):
         x = context_window(e, self.config.window)  # (N, L, (2k+1) D)
         h, _ = self.encoder(x, lengths=lengths.cpu())  # (N, L, H_out); zero at padding
         return h, valid, lengths
-
-    def _alpha(self, h: Tensor, valid: Tensor) -> Tensor:
-        """Attention weights ``(N, L, heads)``: a softmax over the valid steps per head."""
-        score = self.attention(h)  # (N, L, heads)
-        return score.masked_fill(~valid.unsqueeze(2), float("-inf")).softmax(1)
-
-    def _pool(self, h: Tensor, valid: Tensor, lengths: Tensor) -> Tensor:
-        how = self.config.intent_pooling
-        if how == "mean":
-            return h.sum(1) / lengths.to(h.device, h.dtype).unsqueeze(1)
-        if how == "max":
-            return h.masked_fill(~valid.unsqueeze(2), float("-inf")).max(1).values
-        if how == "attention":
-            alpha = self._alpha(h, valid)  # (N, L, heads)
-            pooled = torch.einsum("nlk,nlh->nkh", alpha, h)  # (N, heads, H_out)
-            return pooled.flatten(1)  # (N, heads * H_out)
-        # last: the forward direction's last valid step (and the backward one's first)
-        idx = (lengths - 1).to(h.device)
-        last = h[torch.arange(h.shape[0], device=h.device), idx]  # (N, H_out)
-        if not self.config.bidirectional:
-            return last
-        f = self.forward_size
-        return torch.cat([last[:, :f], h[:, 0, f:]], dim=1)
 
     def loss(self, out: TaggerOutput, tags: Tensor, intents: Tensor, lengths: Tensor) -> Tensor:
         """Slot loss plus weighted intent loss; -100 marks labels to ignore."""

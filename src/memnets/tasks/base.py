@@ -22,7 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from memnets.config import DataConfig, ModelConfig
-from memnets.errors import DataError
+from memnets.data.batching import BucketedBatches, ShardedBatches  # noqa: F401 (re-exported)
+from memnets.errors import ConfigError, DataError
 
 SPLITS = ("train", "dev", "test")
 
@@ -184,13 +185,21 @@ class Task:
         process yields its share of every global batch.  The order depends only
         on ``(seed, epoch)``, and the first ``start`` global batches are skipped,
         so a resumed run sees exactly the batches it would have seen.  The
-        default shards :meth:`dataset` with :class:`ShardedBatches`.
+        default shards :meth:`dataset` with
+        :class:`~memnets.data.batching.ShardedBatches`, or with ``data.bucket`` by
+        length with :class:`~memnets.data.batching.BucketedBatches`.
         """
         ds = self.dataset(split)
-        sampler = ShardedBatches(
-            len(ds), batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
-            rank=rank, world_size=world_size, start=start,
-        )
+        if self.uses_buckets():
+            sampler = BucketedBatches(
+                self.lengths(split), batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
+                rank=rank, world_size=world_size, start=start,
+            )
+        else:
+            sampler = ShardedBatches(
+                len(ds), batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
+                rank=rank, world_size=world_size, start=start,
+            )
         # The loader's own generator (for worker seeds): without one, starting the
         # loader draws from the global RNG, which is the dropout stream that a
         # resumed run restores, and would shift it.
@@ -202,8 +211,25 @@ class Task:
 
     def num_batches(self, split: str, *, batch_size: int) -> int:
         """Global batches per pass over ``split`` (for progress bars and schedules)."""
+        if self.uses_buckets():
+            return len(BucketedBatches(self.lengths(split), batch_size))
         n = len(self.dataset(split))
         return (n + batch_size - 1) // batch_size
+
+    def lengths(self, split: str) -> list[int] | None:
+        """Optional: each example's length (tokens), for ``data.bucket``: batches of
+        similar lengths (:class:`~memnets.data.batching.BucketedBatches`)."""
+        return None
+
+    def uses_buckets(self) -> bool:
+        """Whether batches go by length (``data.bucket``); a configuration error for a
+        task that cannot tell its examples' lengths."""
+        if not getattr(self.config, "bucket", False):
+            return False
+        if type(self).lengths is Task.lengths:
+            raise ConfigError(f"data.bucket: task {self.name!r} cannot batch by length (it "
+                              f"does not define lengths()); expected data.bucket: false")
+        return True
 
     # ------------------------------------------------------------------ model
 
@@ -283,46 +309,6 @@ class Task:
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-class ShardedBatches:
-    """Batch sampler that shuffles by ``(seed, epoch)``, shards across processes
-    and can start mid-epoch.
-
-    Global batch ``b`` is ``order[b*B:(b+1)*B]`` with ``order`` a permutation
-    drawn from ``torch.Generator().manual_seed(seed + epoch)`` (as
-    ``torch.utils.data.DistributedSampler`` does); process ``r`` of ``W`` takes
-    the elements ``r, r+W, ...`` of each global batch, so the union over
-    processes is exactly the single-process batch.  Every process yields the
-    same number of batches (DDP needs it): with several processes, a last
-    global batch smaller than the number of processes is dropped; with one
-    process nothing is dropped.
-    """
-
-    def __init__(self, n: int, batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                 epoch: int = 0, rank: int = 0, world_size: int = 1, start: int = 0):
-        if batch_size < world_size:
-            raise ValueError(
-                f"expected a global batch size >= the number of processes ({world_size}), "
-                f"got {batch_size}"
-            )
-        self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
-        self.seed, self.epoch, self.rank, self.world_size = seed, epoch, rank, world_size
-        self.start = start
-
-    def __iter__(self):
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(self.n, generator=g).tolist()
-        else:
-            order = list(range(self.n))
-        B = self.batch_size
-        for b in range(self.start, len(self)):
-            yield order[b * B:(b + 1) * B][self.rank::self.world_size]
-
-    def __len__(self) -> int:
-        full, rest = divmod(self.n, self.batch_size)
-        return full + (1 if rest >= max(self.world_size, 1) else 0)
 
 
 def to_device(batch, device):

@@ -13,9 +13,9 @@ Metrics: ``loss`` (nats per token), ``perplexity`` (words; the main metric) and
 ``memnets generate RUN_DIR --prime "ROMEO:" --length 300 --temperature 0.8``
 samples text from a trained model.
 
-Recipes: ``ptb_small`` (Zaremba et al. 2014's small model; runs on a CPU),
-``ptb_medium`` (their medium model; a GPU recipe), ``ptb_clip_*`` (the
-tanh RNN / LSTM clipping experiment), ``shakespeare_char``.
+Recipes: ``ptb-small`` (Zaremba et al. 2014's small model; runs on a CPU),
+``ptb-medium`` (their medium model; a GPU recipe), ``ptb-clip-*`` (the
+tanh RNN / LSTM clipping experiment), ``shakespeare-char``.
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from memnets.config import DataConfig, ModelConfig
+from memnets.data.batching import batchify, bptt_segments, num_segments
 from memnets.data.chars import DEFAULT_SPLIT, SHAKESPEARE_SHA256, SHAKESPEARE_URL, load_chars
 from memnets.data.download import download
 from memnets.data.paths import DataError
-from memnets.data.ptb import PTB_SHA256, PTB_URL, batchify, bptt_segments, load_ptb, num_segments
+from memnets.data.ptb import PTB_SHA256, PTB_URL, load_ptb
 from memnets.data.vocab import Vocab
 from memnets.metrics.lm import bits_per_char, perplexity
 from memnets.models.language_model import RNNLanguageModel

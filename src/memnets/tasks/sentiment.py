@@ -11,7 +11,7 @@ Metrics: ``accuracy`` (percent; the main metric) and ``loss``.
 ``memnets predict RUN_DIR "a gorgeous , witty , seductive movie ."`` prints
 the class probabilities.
 
-Recipes: ``sst2_lstm``, ``sst2_bilstm``, ``sst5_lstm``, ``sst5_bilstm`` and
+Recipes: ``sst2-lstm``, ``sst2-bilstm``, ``sst5-lstm``, ``sst5-bilstm`` and
 their ``_phrases`` variants.
 """
 
@@ -153,6 +153,10 @@ class SentimentTask(Task):
 
     def dataset(self, split: str):
         return [(self.vocab.encode(t), y) for t, y in self._load()[split]]
+
+    def lengths(self, split: str) -> list[int]:
+        """Words per sentence, for ``data.bucket``."""
+        return [len(t) for t, _ in self._load()[split]]
 
     def collate(self, examples):
         lengths = torch.tensor([len(t) for t, _ in examples])

@@ -18,12 +18,12 @@ they are scored as errors (not dropped), and ignored by the loss.
 from __future__ import annotations
 
 import argparse
-import random
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
+from memnets.cells.base import check_size, check_sizes
 from memnets.config import DataConfig, ModelConfig
 from memnets.data.atis import (
     FORMATS,
@@ -37,12 +37,15 @@ from memnets.data.atis import (
     split_off,
 )
 from memnets.data.paths import DataError
+from memnets.layers.pooling import POOLINGS
 from memnets.metrics.conlleval import ConllEval
-from memnets.models.tagger import SlotTagger, TaggerConfig, TaggerEnsemble
+from memnets.models.tagger import SlotTagger, TaggerEnsemble
 from memnets.tasks import register_task
-from memnets.tasks.base import ShardedBatches, StepOutput, Task, model_device
+from memnets.tasks.base import StepOutput, Task, model_device
 
 SELECT_METRICS = ("slot_f1", "intent_accuracy", "sentence_accuracy", "joint")
+INTENT_POOLINGS = ("none", *POOLINGS)  # none: slots only
+CELL_OUTPUTS = ("features", "posterior")
 
 
 @dataclass
@@ -100,10 +103,91 @@ class SlotDataConfig(DataConfig):
 
 
 @dataclass
-class SlotModelConfig(TaggerConfig, ModelConfig):
-    """``model`` section of ``slot_filling``: the fields of
-    :class:`memnets.models.tagger.TaggerConfig` (``cell``, ``hidden_size``,
-    ``bidirectional``, ``window``, ``char_dim``, ``crf``, ``intent_pooling``, ...)."""
+class SlotModelConfig(ModelConfig):
+    """``model`` section of ``slot_filling``: the hyper-parameters of
+    :class:`memnets.models.tagger.SlotTagger`, checked here once, when the recipe
+    is read (:func:`memnets.config.build_section` runs :meth:`validate` and the
+    ``RANGES`` of :class:`~memnets.config.ModelConfig`).
+
+    Args:
+        cell: name of a registered cell (``elman``, ``jordan``, ``lstm``, ``gru``, ...).
+        hidden_size: features of each direction's state.
+        num_layers: stacked recurrent layers.
+        bidirectional: read each utterance in both directions.
+        cell_options: extra keyword arguments for the cell's constructor.
+        cell_output: ``features`` (a linear layer maps the top layer's outputs
+            to slot scores) or ``posterior``: the top cell itself outputs the
+            distribution over tags (built with ``output_size`` = number of
+            tags, as the ``jordan`` cell of Mesnil et al.) and its logarithm is
+            the slot score.  ``posterior`` needs a one-directional top layer.
+        word_dim: word embedding size.
+        window: context half-width ``k``; the encoder reads the concatenated
+            embeddings of words ``t-k .. t+k`` at step ``t`` (zeros beyond the
+            utterance).  0 reads word ``t`` alone.
+        char_dim: character embedding size; 0 switches the character encoder off.
+        char_filters: output features of the character CNN.
+        char_kernel: width of its filters, in characters.
+        dropout: on word representations, between layers and before the heads.
+        word_dropout: probability of replacing a training word by ``<unk>``,
+            which teaches the ``<unk>`` embedding.
+        crf: decode slots with a linear-chain CRF instead of per-word softmax.
+        bio_constrained: with ``crf``, forbid ``I-x`` after anything but
+            ``B-x``/``I-x`` and at the start (read from the tag names).
+        intent_pooling: ``none`` (slots only), ``last``, ``mean``, ``max`` or
+            ``attention``.
+        intent_heads: with ``attention`` pooling, the number of attention
+            heads; each pools the encoder's outputs with its own weights and
+            the intent head reads their concatenation (Lin et al., "A
+            structured self-attentive sentence embedding", 2017, without
+            their penalty term), so that an intent resting on two cues ("fares"
+            and "ground transportation") can attend to both.
+        intent_weight: weight of the intent loss against the slot loss.
+        intent_parts: a separator (e.g. ``"#"``) that splits multi-intent labels
+            into parts; then each intent's score also adds a score per part,
+            shared by every label with that part, so that ``a#b`` draws on the
+            evidence for ``a`` and for ``b``.  Labels stay single classes for
+            the loss and the metrics.  Empty (default): one free score per label.
+    """
+
+    hidden_size: int = 100
+    bidirectional: bool = False
+    cell_output: str = "features"
+    word_dim: int = 100
+    window: int = 0
+    char_dim: int = 0
+    char_filters: int = 50
+    char_kernel: int = 3
+    word_dropout: float = 0.0
+    crf: bool = False
+    bio_constrained: bool = True
+    intent_pooling: str = "none"
+    intent_heads: int = 1
+    intent_weight: float = 1.0
+    intent_parts: str = ""
+
+    def validate(self) -> None:
+        if self.cell_output not in CELL_OUTPUTS:
+            raise ValueError(
+                f"expected cell_output one of {CELL_OUTPUTS}, got {self.cell_output!r}"
+            )
+        if self.cell_output == "posterior" and self.bidirectional:
+            raise ValueError("expected bidirectional: false with cell_output: posterior")
+        if self.intent_pooling not in INTENT_POOLINGS:
+            raise ValueError(
+                f"expected intent_pooling one of {INTENT_POOLINGS}, got {self.intent_pooling!r}"
+            )
+        if self.intent_heads != 1 and self.intent_pooling != "attention":
+            raise ValueError(f"expected intent_heads: 1 unless intent_pooling is 'attention', "
+                             f"got {self.intent_heads} with {self.intent_pooling!r}")
+        for name in ("hidden_size", "num_layers", "word_dim", "intent_heads"):
+            check_size(name, getattr(self, name))
+        for name in ("window", "char_dim"):
+            check_size(name, getattr(self, name), minimum=0)
+        if self.char_dim:
+            check_sizes(char_filters=self.char_filters, char_kernel=self.char_kernel)
+        for name in ("dropout", "word_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"expected {name} in [0, 1), got {getattr(self, name)}")
 
 
 @register_task("slot_filling")
@@ -260,47 +344,9 @@ class SlotFillingTask(Task):
     def collate(self, examples: list[Utterance]) -> SlotBatch:
         return collate(examples, self.vocabs)
 
-    def batches(self, split, *, batch_size, epoch=0, seed=0, shuffle=False, rank=0,
-                world_size=1, start=0, num_workers=0):
-        data = self.examples(split)
-        if not self.config.bucket:
-            sampler = ShardedBatches(len(data), batch_size, shuffle=shuffle, seed=seed,
-                                     epoch=epoch, rank=rank, world_size=world_size, start=start)
-            for share in sampler:
-                yield self.collate([data[i] for i in share])
-            return
-        for b, batch in enumerate(self._bucketed(data, batch_size, shuffle, seed + epoch)):
-            if b < start:
-                continue
-            share = batch[rank::world_size]
-            if share:
-                yield self.collate([data[i] for i in share])
-
-    @staticmethod
-    def _bucketed(data, batch_size, shuffle, seed) -> list[list[int]]:
-        """Global batches of similar lengths: shuffle, sort by length within
-        pools of 50 batches, cut, shuffle the batches (order fixed by ``seed``)."""
-        order = list(range(len(data)))
-        rng = random.Random(seed)
-        if shuffle:
-            rng.shuffle(order)
-        else:
-            order.sort(key=lambda i: len(data[i].words))
-        pool = 50 * batch_size
-        batches = []
-        for p in range(0, len(order), pool):
-            chunk = sorted(order[p:p + pool], key=lambda i: len(data[i].words))
-            batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-        if shuffle:
-            rng.shuffle(batches)
-        return batches
-
-    def num_batches(self, split: str, *, batch_size: int) -> int:
-        n = len(self.examples(split))
-        if not self.config.bucket:
-            return (n + batch_size - 1) // batch_size
-        pool = 50 * batch_size
-        return sum((min(pool, n - p) + batch_size - 1) // batch_size for p in range(0, n, pool))
+    def lengths(self, split: str) -> list[int]:
+        """Words per utterance: ``data.bucket`` (on by default here) batches by it."""
+        return [len(u.words) for u in self.examples(split)]
 
     # ------------------------------------------------------------------ model
 
@@ -314,8 +360,8 @@ class SlotFillingTask(Task):
                           intents=None if v.intents is None else list(v.intents.itos))
 
     def build_ensemble(self, models: list[SlotTagger]) -> TaggerEnsemble:
-        """Members of one design decoding together (``memnets predict`` and ``eval``
-        on a directory written by ``scripts/atis_ensemble.py``)."""
+        """Members of one design decoding together (``memnets ensemble``; ``memnets
+        predict`` and ``eval`` on the directory it writes)."""
         return TaggerEnsemble(models)
 
     def step(self, model: SlotTagger, batch: SlotBatch, state=None) -> StepOutput:

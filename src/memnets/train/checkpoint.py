@@ -327,8 +327,15 @@ def json_field(mapping: Any, key: str, kind: type | tuple[type, ...], where: str
 
 
 def load_model_weights(model: nn.Module, path: Path) -> None:
-    """Load ``model.safetensors`` strictly: the same keys, shapes and dtypes, finite."""
+    """Load ``model.safetensors`` strictly: the same keys, shapes and dtypes, finite.
+
+    A model whose parameter names changed may define ``upgrade_state_dict(weights)``
+    returning the weights under today's names; it is applied first.
+    """
     weights = read_safetensors(path)
+    upgrade = getattr(model, "upgrade_state_dict", None)
+    if callable(upgrade):
+        weights = upgrade(weights)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     own = model.state_dict()
     missing = [k for k in own if k not in weights]

@@ -16,11 +16,89 @@ from torch import nn
 from memnets.config import OptimizerConfig, ScheduleConfig
 
 
-def build_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
-    """The optimizer named by ``cfg.name`` over the model's trainable parameters."""
+def build_optimizer(model: nn.Module, cfg: OptimizerConfig):
+    """The optimizer named by ``cfg.name`` over the model's trainable parameters.
+
+    With ``cfg.sparse_embedding_lr``, every trainable ``nn.Embedding`` is switched
+    to sparse gradients (only the rows of a batch's words) and updated by
+    ``torch.optim.SparseAdam`` at that rate, the rest by the named optimizer:
+    a :class:`SplitOptimizer` of the two.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("expected a model with trainable parameters, got none")
+    if cfg.sparse_embedding_lr is None:
+        return _dense(params, cfg)
+    tables = [m for m in model.modules()
+              if isinstance(m, nn.Embedding) and m.weight.requires_grad]
+    if not tables:
+        raise ValueError("optimizer.sparse_embedding_lr: expected a model with a trainable "
+                         "nn.Embedding, got none")
+    for m in tables:
+        m.sparse = True  # the gradient holds only the rows looked up
+    sparse_ids = {id(m.weight) for m in tables}
+    dense = [p for p in params if id(p) not in sparse_ids]
+    sparse = [p for p in params if id(p) in sparse_ids]
+    return SplitOptimizer(_dense(dense, cfg) if dense else None,
+                          torch.optim.SparseAdam(sparse, lr=cfg.sparse_embedding_lr,
+                                                 betas=tuple(cfg.betas), eps=cfg.eps),
+                          lr_scale=cfg.sparse_embedding_lr / cfg.lr if cfg.lr else 1.0)
+
+
+class SplitOptimizer:
+    """Two optimizers as one: the dense parameters' and SparseAdam for embeddings.
+
+    ``param_groups``, ``zero_grad``, ``step``, ``state_dict`` and
+    ``load_state_dict`` behave as one optimizer's (states indexed dense first,
+    then sparse), so checkpoints and the schedule treat it like any other; the
+    sparse groups carry ``lr_scale``, the ratio of their rate to ``optimizer.lr``,
+    which :func:`set_lr` applies.
+    """
+
+    def __init__(self, dense: torch.optim.Optimizer | None, sparse: torch.optim.Optimizer,
+                 *, lr_scale: float) -> None:
+        self.parts = [o for o in (dense, sparse) if o is not None]
+        for group in sparse.param_groups:
+            group["lr_scale"] = lr_scale
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [g for o in self.parts for g in o.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for o in self.parts:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for o in self.parts:
+            o.step()
+
+    def _sizes(self) -> list[int]:
+        return [sum(len(g["params"]) for g in o.param_groups) for o in self.parts]
+
+    def state_dict(self) -> dict:
+        state, groups, offset = {}, [], 0
+        for o, n in zip(self.parts, self._sizes()):
+            sd = o.state_dict()
+            state.update({offset + int(i): v for i, v in sd["state"].items()})
+            groups += [{**g, "params": [offset + i for i in g["params"]]}
+                       for g in sd["param_groups"]]
+            offset += n
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, sd: dict) -> None:
+        offset, g0 = 0, 0
+        for o, n in zip(self.parts, self._sizes()):
+            k = len(o.param_groups)
+            groups = [{**g, "params": [i - offset for i in g["params"]]}
+                      for g in sd["param_groups"][g0:g0 + k]]
+            state = {int(i) - offset: v for i, v in sd["state"].items()
+                     if offset <= int(i) < offset + n}
+            o.load_state_dict({"state": state, "param_groups": groups})
+            offset, g0 = offset + n, g0 + k
+
+
+def _dense(params: list, cfg: OptimizerConfig) -> torch.optim.Optimizer:
     if cfg.name == "sgd":
         if cfg.nesterov and cfg.momentum <= 0:
             raise ValueError("optimizer.nesterov: expected momentum > 0 with Nesterov, got 0")
@@ -103,5 +181,6 @@ class LRSchedule:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's rate to ``lr`` (times the group's ``lr_scale``, if any)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)

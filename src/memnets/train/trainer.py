@@ -48,6 +48,7 @@ from memnets.train.checkpoint import (
 )
 from memnets.train.logs import MetricsLogger, format_metrics
 from memnets.train.optim import LRSchedule, build_optimizer, set_lr
+from memnets.train.provenance import provenance
 from memnets.train.runs import (  # noqa: F401  (load_run and make_task: re-exported)
     build_from_files,
     load_run,
@@ -168,6 +169,7 @@ class Trainer:
         has_dev = "dev" in task.splits()
         needed = [s for s in ("train", "dev", "test") if s in task.splits()
                   and (s != "test" or tc.test)]
+        task.uses_buckets()  # data.bucket for a task without lengths: a configuration error
         task.check_splits(tuple(needed))  # before the first step, not after the last
         per_epoch = task.num_batches("train", batch_size=cfg.data.batch_size)
         budget = tc.max_epochs * per_epoch
@@ -291,7 +293,9 @@ class Trainer:
                 self.log(f"step {prog.step}: {split} {task.main_metric} did not improve; "
                          f"learning rate now {schedule.lr(prog.step, prog.epoch):.3g}")
             checkpoint(("latest", "best") if improved else ("latest",))
-            msg = f"step {prog.step} epoch {prog.epoch + 1}: {split} {format_metrics(metrics)}"
+            when = (f"end of epoch {prog.epoch}" if prog.batch == 0 and prog.step > 0
+                    else f"epoch {prog.epoch + 1}")
+            msg = f"step {prog.step} ({when}): {split} {format_metrics(metrics)}"
             if bar is None:
                 self.log(msg)
             else:
@@ -322,7 +326,9 @@ class Trainer:
                     loss.backward()
                     grad_norm = None
                     if cfg.optimizer.grad_clip is not None:
-                        grad_norm = float(nn.utils.clip_grad_norm_(model.parameters(),
+                        dense = [q for q in model.parameters()  # sparse: SparseAdam's own
+                                 if q.grad is not None and not q.grad.is_sparse]
+                        grad_norm = float(nn.utils.clip_grad_norm_(dense,
                                                                    cfg.optimizer.grad_clip))
                     optimizer.step()
                     if task.stateful:
@@ -428,6 +434,7 @@ class Trainer:
                          "epochs_completed": prog.epoch, "wall_seconds": wall,
                          "checkpoint": name, "best_step": prog.best_step,
                          "main_metric": task.main_metric, "baselines": task.baselines()}
+        results["provenance"] = provenance() if d.is_main else {}
         if diverged is not None:
             results["diverged"] = diverged
             if not name:  # nothing good was kept: the weights in memory are not finite
