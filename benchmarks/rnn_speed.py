@@ -32,13 +32,13 @@ import argparse
 import json
 import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
 import torch
 
 import memnets
+from memnets.train.provenance import cpu_name, git_commit
 
 SIZES = {
     "small": {"L": 50, "N": 32, "H_in": 64, "H": 128},
@@ -62,28 +62,11 @@ def vendor_flags(enabled: bool):
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    desc = f"{cpu}, {torch.get_num_threads()} threads, {platform.system()}"
+    desc = f"{cpu_name()}, {torch.get_num_threads()} threads, {platform.system()}"
     if DEVICE.type == "cuda":
         desc = f"{torch.cuda.get_device_name(DEVICE)} (CUDA {torch.version.cuda}, " \
                f"cuDNN {torch.backends.cudnn.version()}); host {desc}"
     return desc
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=Path(__file__).parent, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def make_step(module, x: torch.Tensor, pass_: str, vendor: bool = True):
@@ -192,7 +175,8 @@ def main() -> None:
     global DEVICE
     DEVICE = torch.device(args.device)
     start = time.perf_counter()
-    header = {"machine": machine(), "torch": torch.__version__, "commit": git_commit(),
+    header = {"machine": machine(), "torch": torch.__version__,
+              "commit": git_commit(Path(__file__).parent),
               "device": str(DEVICE),
               "command": "python benchmarks/rnn_speed.py" + (" --zoo" if args.zoo else "")
               + (f" --device {args.device}" if DEVICE.type != "cpu" else "")}

@@ -35,16 +35,21 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str:
         return "unknown"
 
 
-def machine() -> str:
-    """One line: processor, cores, accelerator, torch build."""
+def cpu_name() -> str:
+    """The processor's model name (``/proc/cpuinfo``), else what ``platform`` says."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return cpu
+
+
+def machine() -> str:
+    """One line: processor, cores, accelerator, torch build."""
+    cpu = cpu_name()
     gpu = (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")
     return (f"{cpu}, {os.cpu_count()} logical CPUs, {gpu}; torch {torch.__version__}, "
             f"Python {platform.python_version()}")
