@@ -50,6 +50,10 @@ def test_seed_and_grid_arguments_are_checked():
         sweep.parse_grid("optimizer.lr")
     with pytest.raises(ConfigError, match="given twice"):
         sweep.parse_grid("optimizer.lr=0.1,0.1")
+    assert sweep.parse_grid("data.tasks=[[1], [2, 3]]") == ("data.tasks", [[1], [2, 3]])
+    runs = sweep.plan_runs(overrides=[], grid=[sweep.parse_grid("data.tasks=[[1],[2,3]]")])
+    assert [r.name for r in runs] == ["tasks=[1]", "tasks=[2,3]"]
+    assert runs[1].overrides == ["data.tasks=[2, 3]"]
     with pytest.raises(ConfigError, match="never on test"):
         sweep.parse_rule("min:test.mse", "adding")
     assert sweep.parse_rule("best", "adding") == ("mse", False)

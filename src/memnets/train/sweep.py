@@ -75,12 +75,19 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def parse_grid(text: str) -> tuple[str, list[Any]]:
-    """``"optimizer.lr=0.01,0.003"`` -> ``("optimizer.lr", [0.01, 0.003])`` (YAML values)."""
+    """``"optimizer.lr=0.01,0.003"`` -> ``("optimizer.lr", [0.01, 0.003])`` (YAML values);
+    values that hold commas as one YAML list: ``"data.tasks=[[1], [2, 3]]"``."""
     if "=" not in text:
         raise ConfigError(f"--grid: expected KEY=V1,V2,... such as optimizer.lr=0.01,0.003, "
                           f"got {text!r}")
     key, values = text.split("=", 1)
-    parsed = [parse_override(f"{key}={v}")[1] for v in values.split(",") if v.strip()]
+    if values.strip().startswith("["):  # a YAML list of values, for values holding commas
+        parsed = parse_override(f"{key}={values}")[1]
+        if not isinstance(parsed, list):
+            raise ConfigError(f"--grid {key}: expected a YAML list such as [[1], [2, 3]], "
+                              f"got {values!r}")
+    else:
+        parsed = [parse_override(f"{key}={v}")[1] for v in values.split(",") if v.strip()]
     if len(parsed) < 1:
         raise ConfigError(f"--grid {key}: expected at least one value, got {values!r}")
     if len(set(map(json.dumps, parsed))) != len(parsed):
