@@ -15,6 +15,7 @@ from memnets.cli import main
 from memnets.config import ConfigError
 from memnets.models.ensemble import ProbabilityEnsemble
 from memnets.tasks.recipes import load_config
+from memnets.train import checkpoint as ckpt
 from memnets.train import load_run, sweep, train
 
 TINY = ["data.T=8", "data.train_size=80", "data.dev_size=24", "data.test_size=24",
@@ -94,11 +95,13 @@ def test_sweep_end_to_end_table_choice_and_reuse(tmp_path, capsys):
     # each run is an ordinary run directory
     config, _, _ = load_run(out / "hidden_size=5,seed=1")
     assert config.model.hidden_size == 5 and config.trainer.seed == 1
-    stamp = (out / "hidden_size=3,seed=0" / "results.json").stat().st_mtime_ns
-    assert main(args) == 0  # finished runs are reused
-    assert (out / "hidden_size=3,seed=0" / "checkpoints").is_dir()
-    before = json.loads((out / "hidden_size=3,seed=0" / "results.json").read_text())
-    assert before["steps"] == 6 and stamp > 0
+    run = out / "hidden_size=3,seed=0"
+    train_rows = [line for line in (run / "metrics.jsonl").open() if '"train"' in line]
+    weights = (ckpt.read_pointer(run) / "model.safetensors").read_bytes()
+    assert main(args) == 0  # finished runs are reused, not trained again
+    assert [line for line in (run / "metrics.jsonl").open() if '"train"' in line] == train_rows
+    assert (ckpt.read_pointer(run) / "model.safetensors").read_bytes() == weights
+    assert json.loads((run / "results.json").read_text())["steps"] == 6
     capsys.readouterr()
     assert main([*args, "--set", "optimizer.lr=0.5"]) == 2  # other settings: refused
     assert "optimizer.lr" in capsys.readouterr().err
