@@ -92,6 +92,15 @@ class ModelConfig:
         dropout: dropout between layers / on non-recurrent connections (task-defined).
         cell_options: extra keyword arguments for the cell's constructor
             (e.g. ``{nonlinearity: relu}`` for ``elman``).
+        block: ``null`` (plain stacked layers) or ``residual``, ``xlstm_pre``,
+            ``xlstm_post``: ``num_layers`` residual blocks of width
+            ``hidden_size`` around the cell (:mod:`memnets.layers.blocks`),
+            for the models built with :func:`memnets.layers.build_encoder`.
+        block_options: the blocks' options (e.g. ``{norm: rms, mlp_ratio: 2}``
+            for ``residual``, ``{num_heads: 4}`` for the xLSTM blocks;
+            ``final_norm: false`` drops the norm after the last block); the
+            names are checked when the recipe is read, the values when the
+            model is built.
     """
 
     cell: str = "lstm"
@@ -99,6 +108,9 @@ class ModelConfig:
     num_layers: int = 1
     dropout: float = 0.0
     cell_options: dict[str, Any] = field(default_factory=dict)
+    # the names are memnets.layers.blocks.BLOCK_NAMES (a leaf cannot import it; a test checks)
+    block: Literal["residual", "xlstm_pre", "xlstm_post"] | None = None
+    block_options: dict[str, Any] = field(default_factory=dict)
 
     RANGES: ClassVar[dict[str, str]] = {
         "hidden_size": ">= 1", "num_layers": ">= 1", "dropout": "[0, 1)"}
@@ -525,7 +537,8 @@ def _read_yaml(path: Path) -> dict:
 def _merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "cell_options":
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in (
+                "cell_options", "block_options"):  # options are replaced whole
             out[k] = _merge(out[k], v)
         else:
             out[k] = copy.deepcopy(v)

@@ -24,6 +24,7 @@ from memnets.cells.irnn import IRNNCell
 from memnets.cells.jordan import JordanCell, JordanState
 from memnets.cells.lstm import LSTMCell, LSTMState
 from memnets.cells.lstmn import LSTMNCell, LSTMNState
+from memnets.cells.minimal import MinGRUCell, MinGRUState, MinLSTMCell, MinLSTMState
 from memnets.cells.registry import cell_names, make_cell, register_cell
 from memnets.cells.regularizers import (
     CellWrapper,
@@ -33,6 +34,7 @@ from memnets.cells.regularizers import (
     regularize,
 )
 from memnets.cells.scrn import SCRNCell, SCRNState
+from memnets.cells.xlstm import MLSTMCell, MLSTMState, SLSTMCell, SLSTMState
 
 register_cell("elman", ElmanCell)
 register_cell("lstm", LSTMCell)
@@ -42,6 +44,10 @@ register_cell("lstmn", LSTMNCell)
 register_cell("jordan", JordanCell)
 register_cell("scrn", SCRNCell)
 register_cell("indrnn", IndRNNCell)
+register_cell("mingru", MinGRUCell)
+register_cell("minlstm", MinLSTMCell)
+register_cell("slstm", SLSTMCell)
+register_cell("mlstm", MLSTMCell)
 register_cell("gated_feedback", GatedFeedbackCell, layers=True)
 register_cell("depth_gated", DepthGatedLSTMCell, layers=True)
 register_cell("grid_lstm", GridLSTMCell, layers=True)
@@ -69,9 +75,17 @@ __all__ = [
     "LSTMNCell",
     "LSTMNState",
     "LSTMState",
+    "MLSTMCell",
+    "MLSTMState",
+    "MinGRUCell",
+    "MinGRUState",
+    "MinLSTMCell",
+    "MinLSTMState",
     "RecurrentCell",
     "SCRNCell",
     "SCRNState",
+    "SLSTMCell",
+    "SLSTMState",
     "VariationalDropout",
     "Zoneout",
     "cell_names",

@@ -88,6 +88,27 @@ class RecurrentCell(nn.Module):
             state = self.init_state(x_t.shape[0], device=x_t.device, dtype=x_t.dtype)
         return self.recur(self.project_input(x_t), state)
 
+    # --- the whole-sequence form, for cells whose recurrence allows one ---
+
+    #: True when :class:`~memnets.layers.Recurrent` should call :meth:`scan` once
+    #: instead of :meth:`recur` at every step.  Cells with a parallel form (the
+    #: linear-recurrence cells, mLSTM) set it from their ``mode`` argument; both
+    #: modes have the same parameters, state_dict and results.
+    parallel: bool = False
+
+    def scan(self, u: Tensor, state: NamedTuple, valid: Tensor | None
+             ) -> tuple[Tensor, NamedTuple]:
+        """Every step at once: ``u`` is ``project_input(x)`` for all steps, ``(T, N, U)``;
+        ``valid`` a bool ``(T, N)`` mask whose true entries are a prefix of each
+        column (``None``: every step is valid).
+
+        Returns the outputs ``(T, N, H_out)`` (values at invalid steps are free:
+        the layer zeroes them) and, per sequence, the state after its last valid
+        step, exactly as running :meth:`recur` step by step with
+        :meth:`mask_state` would.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no whole-sequence form")
+
     # --- helpers used by the layers; cells with unusual state override them ---
 
     def mask_state(self, keep_new: Tensor, new: NamedTuple, old: NamedTuple) -> NamedTuple:

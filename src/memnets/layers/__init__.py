@@ -4,12 +4,14 @@
 ``RNN``/``LSTM``/``GRU`` are drop-ins for torch.nn; ``LSTMN`` runs the LSTMN cell
 and returns its attention; ``make_stack`` runs a multi-layer cell by name.
 ``build_encoder`` builds a model's recurrent layers and decides "fused or generic"
-(:mod:`memnets.layers.encoder`); :mod:`memnets.layers.pooling` pools outputs over
-the valid steps.
+(:mod:`memnets.layers.encoder`); :mod:`memnets.layers.blocks` holds the residual
+blocks (``ResidualBlock``, ``XLSTMBlock``, ``BlockStack``) it builds with ``block=``;
+:mod:`memnets.layers.pooling` pools outputs over the valid steps.
 This package may import torch, :mod:`memnets.cells` and :mod:`memnets.errors`.
 """
 
 from memnets.layers.bidirectional import Bidirectional, BidirectionalState
+from memnets.layers.blocks import BlockStack, ResidualBlock, XLSTMBlock, XLSTMBlockState
 from memnets.layers.encoder import build_encoder
 from memnets.layers.lstmn import LSTMN
 from memnets.layers.recurrent import Recurrent, make_stack, stack_names
@@ -18,6 +20,7 @@ from memnets.layers.stacked import Stacked
 from memnets.layers.torch_compat import GRU, LSTM, RNN
 
 __all__ = [
-    "GRU", "LSTM", "LSTMN", "RNN", "Bidirectional", "BidirectionalState", "Recurrent",
-    "SequenceLayer", "Stacked", "build_encoder", "make_stack", "stack_names",
+    "GRU", "LSTM", "LSTMN", "RNN", "Bidirectional", "BidirectionalState", "BlockStack",
+    "Recurrent", "ResidualBlock", "SequenceLayer", "Stacked", "XLSTMBlock", "XLSTMBlockState",
+    "build_encoder", "make_stack", "stack_names",
 ]

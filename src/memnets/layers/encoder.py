@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from torch import nn
 
+from memnets.cells.base import check_size
 from memnets.cells.registry import make_cell
 from memnets.cells.regularizers import REGULARIZER_OPTIONS
+from memnets.errors import ConfigError
 from memnets.layers.bidirectional import Bidirectional
+from memnets.layers.blocks import BlockStack, check_block_options, make_block
 from memnets.layers.recurrent import Recurrent
 from memnets.layers.stacked import Stacked
 from memnets.layers.torch_compat import GRU, LSTM, RNN
@@ -37,6 +40,8 @@ def build_encoder(
     cell_options: dict | None = None,
     top_options: dict | None = None,
     torch_compatible: bool = True,
+    block: str | None = None,
+    block_options: dict | None = None,
 ) -> nn.Module:
     r"""``num_layers`` recurrent layers of the registered cell ``cell``, uni- or
     bidirectional, with dropout ``dropout`` between layers.
@@ -94,6 +99,24 @@ def build_encoder(
             (the slot tagger's posterior Jordan cell: ``output_size``).
         torch_compatible: allow the drop-in; ``False`` keeps the generic layers
             and each cell's own initialisation whatever the cell.
+        block: ``None`` (the layers above), or ``"residual"``, ``"xlstm_pre"``,
+            ``"xlstm_post"``: ``num_layers`` residual blocks of width
+            ``hidden_size`` (see below).
+        block_options: the blocks' options (:data:`memnets.layers.blocks.BLOCK_OPTIONS`),
+            and ``final_norm`` (default true) for the stack.
+
+    **Blocks.**  With ``block``, the result is a
+    :class:`~memnets.layers.blocks.BlockStack`: the input is first projected
+    to ``hidden_size`` = d by a linear layer when ``input_size != d``, then
+    ``num_layers`` blocks of width d follow (each made by
+    :func:`memnets.layers.blocks.make_block` around the cell ``cell`` with
+    ``cell_options``; ``dropout`` is each block's branch dropout, even with one
+    block, and nothing is dropped between blocks), then, with ``final_norm``,
+    a norm of the blocks' kind; ``output_size`` is d.  The fused rule does not
+    apply (``torch_compatible`` is ignored).  ``bidirectional`` and
+    ``top_options`` are refused with :class:`~memnets.errors.ConfigError`: a
+    residual stream of one width has no place for a second direction or for a
+    top cell of another output size.
 
     Shapes (N = batch, L = length, D = 2 if bidirectional else 1): input
     ``(N, L, H_in)`` with ``batch_first`` (or ``(L, N, H_in)``), optional
@@ -106,6 +129,13 @@ def build_encoder(
     """
     options = dict(cell_options or {})
     top = dict(top_options or {})
+    if block is not None:
+        return _build_blocks(block, cell, input_size, hidden_size, num_layers=num_layers,
+                             bidirectional=bidirectional, dropout=dropout,
+                             batch_first=batch_first, cell_options=options, top_options=top,
+                             block_options=dict(block_options or {}))
+    if block_options:
+        raise ConfigError(f"block_options: expected none without a block, got {block_options!r}")
     between = dropout if num_layers > 1 else 0.0
     drop_in = DROP_INS.get(cell) if torch_compatible else None
     if drop_in is not None and not top and not any(k in options for k in REGULARIZER_OPTIONS):
@@ -127,3 +157,24 @@ def build_encoder(
         layers.append(layer)
         size = layer.output_size
     return Stacked(layers, dropout=between, batch_first=batch_first)
+
+
+def _build_blocks(block: str, cell: str, input_size: int, hidden_size: int, *,
+                  num_layers: int, bidirectional: bool, dropout: float, batch_first: bool,
+                  cell_options: dict, top_options: dict, block_options: dict) -> BlockStack:
+    """The block branch of :func:`build_encoder` (its docstring says what it builds)."""
+    check_block_options(block, block_options, extra=("final_norm",))
+    if bidirectional:
+        raise ConfigError(f"block {block!r}: expected bidirectional false; a residual "
+                          "stack reads each sequence one way")
+    if top_options:
+        raise ConfigError(f"block {block!r}: expected no top_options, got {top_options!r}; "
+                          "every block's cell outputs the residual width")
+    final_norm = block_options.pop("final_norm", True)
+    if not isinstance(final_norm, bool):
+        raise ConfigError(f"block_options.final_norm: expected true or false, got {final_norm!r}")
+    blocks = [make_block(block, cell, hidden_size, cell_options=cell_options, dropout=dropout,
+                         batch_first=batch_first, **block_options)
+              for _ in range(check_size("num_layers", num_layers))]
+    return BlockStack(blocks, input_size=input_size, batch_first=batch_first,
+                      final_norm=block_options.get("norm", "layer") if final_norm else None)

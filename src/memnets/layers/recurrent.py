@@ -22,7 +22,9 @@ class Recurrent(SequenceLayer):
 
     The input-only part of the cell (:meth:`RecurrentCell.project_input`) is
     computed for all steps in one matrix product before the loop, so the loop
-    does only the recurrent work.
+    does only the recurrent work.  A cell with ``parallel`` set (minGRU,
+    minLSTM, mLSTM in their parallel mode) is run by its
+    :meth:`RecurrentCell.scan` over the whole sequence instead of the loop.
 
     Args:
         cell: any :class:`~memnets.cells.RecurrentCell`.
@@ -64,21 +66,25 @@ class Recurrent(SequenceLayer):
             x = reverse_padded(x, lengths)
         steps = L if lengths is None else int(lengths.max())
         u = cell.project_input(x[:steps])  # (T, N, U): all input work at once
-        # unbind, not u[t]: indexing would make backward allocate a full-size
-        # gradient of u at every step.
-        outputs = []
-        if lengths is None:
+        valid = None if lengths is None else valid_mask(lengths, steps, x.device)  # (T, N)
+        if cell.parallel:  # the cell's whole-sequence form (a scan) instead of the loop
+            out, state = cell.scan(u, state, valid)
+        elif valid is None:
+            # unbind, not u[t]: indexing would make backward allocate a full-size
+            # gradient of u at every step.
+            outputs = []
             for u_t in u.unbind(0):
                 y_t, state = cell.recur(u_t, state)
                 outputs.append(y_t)
             out = torch.stack(outputs)  # (L, N, H_out)
         else:
-            valid = valid_mask(lengths, steps, x.device)  # (T, N)
+            outputs = []
             for u_t, valid_t in zip(u.unbind(0), valid.unbind(0)):
                 y_t, new_state = cell.recur(u_t, state)
                 state = cell.mask_state(valid_t, new_state, state)
                 outputs.append(y_t)
             out = torch.stack(outputs)  # (T, N, H_out)
+        if valid is not None:
             out = torch.where(valid.unsqueeze(-1), out, out.new_zeros(()))
             if steps < L:
                 out = torch.cat([out, out.new_zeros((L - steps,) + out.shape[1:])])

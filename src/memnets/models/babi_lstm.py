@@ -63,16 +63,19 @@ class BabiLSTM(nn.Module):
         cell: a name registered with :func:`memnets.make_cell` (default ``lstm``).
         dropout: dropout on the embeddings and on the final state.
         cell_options: extra keyword arguments for the cell.
+        block, block_options: a residual block instead of a plain layer
+            (:func:`memnets.layers.build_encoder`).
     """
 
     def __init__(self, vocab_size: int, embed_dim: int = 50, hidden_size: int = 100, *,
                  cell: str = "lstm", dropout: float = 0.0, cell_options: dict | None = None,
-                 pad_id: int = 0):
+                 pad_id: int = 0, block: str | None = None, block_options: dict | None = None):
         super().__init__()
         check_sizes(vocab_size=vocab_size, embed_dim=embed_dim, hidden_size=hidden_size)
         self.pad_id = pad_id
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
-        self.rnn = build_encoder(cell, embed_dim, hidden_size, cell_options=cell_options)
+        self.rnn = build_encoder(cell, embed_dim, hidden_size, cell_options=cell_options,
+                                 block=block, block_options=block_options)
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(self.rnn.output_size, vocab_size)
 

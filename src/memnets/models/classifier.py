@@ -66,6 +66,8 @@ class SequenceClassifier(nn.Module):
         pretrained: an optional ``(vocab_size, embedding_size)`` tensor to copy
             into the embedding (see :func:`load_word_vectors`).
         freeze_embeddings: keep the embedding fixed.
+        block, block_options: residual blocks instead of plain layers
+            (:func:`memnets.layers.build_encoder`).
         cell_options: passed to the cell.
     """
 
@@ -86,6 +88,8 @@ class SequenceClassifier(nn.Module):
         padding_idx: int = 0,
         pretrained: Tensor | None = None,
         freeze_embeddings: bool = False,
+        block: str | None = None,
+        block_options: dict | None = None,
         **cell_options,
     ) -> None:
         super().__init__()
@@ -113,7 +117,8 @@ class SequenceClassifier(nn.Module):
         self.embedding.weight.requires_grad_(not freeze_embeddings)
         self.encoder = build_encoder(cell, embedding_size, hidden_size, num_layers=num_layers,
                                      bidirectional=bidirectional, dropout=dropout,
-                                     cell_options=cell_options)
+                                     cell_options=cell_options, block=block,
+                                     block_options=block_options)
         self.output_size = self.encoder.output_size
         self.attention = attention_scorer(self.output_size) if pooling == "attention" else None
         self.classifier = nn.Linear(self.output_size, num_classes)

@@ -69,6 +69,8 @@ class RNNLanguageModel(nn.Module):
             modules are built on the meta device (no values, no draws) and
             given storage before the draw.  Else each module keeps its own
             initialisation (the drop-in's is torch.nn's).
+        block, block_options: residual blocks instead of plain layers
+            (:func:`memnets.layers.build_encoder`).
         cell_options: passed to the cell (e.g. ``nonlinearity="tanh"``).
 
     Departures from the papers: none in the equations; the softmax is a plain
@@ -87,6 +89,8 @@ class RNNLanguageModel(nn.Module):
         variational: bool = False,
         tie_weights: bool = False,
         init_range: float | None = None,
+        block: str | None = None,
+        block_options: dict | None = None,
         **cell_options,
     ) -> None:
         super().__init__()
@@ -116,7 +120,8 @@ class RNNLanguageModel(nn.Module):
             self.embedding = nn.Embedding(vocab_size, embedding_size)
             self.rnn = build_encoder(cell, embedding_size, hidden_size, num_layers=num_layers,
                                      dropout=0.0 if variational else dropout,
-                                     cell_options=options)
+                                     cell_options=options, block=block,
+                                     block_options=block_options)
             out_size = self.rnn.output_size
             if out_size != hidden_size and tie_weights:
                 raise ValueError(f"expected the top layer to output {embedding_size} features "

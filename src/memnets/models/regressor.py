@@ -1,5 +1,6 @@
 """``SequenceRegressor``: recurrent layers of any registered cell and a linear
-read-out, the model of the synthetic memory tasks (adding, copy, recall); and
+read-out, the model of the synthetic memory tasks (adding, copy, recall,
+selective copying); and
 ``chrono_init``, the chrono initialisation of an LSTM cell's gate biases.
 
 This module may import torch, :mod:`memnets.config` (for the type of the model
@@ -12,8 +13,10 @@ import torch
 from torch import Tensor, nn
 
 from memnets.config import ModelConfig
+from memnets.errors import ConfigError
 from memnets.layers.encoder import build_encoder
 from memnets.layers.recurrent import Recurrent
+from memnets.layers.stacked import Stacked
 
 
 class SequenceRegressor(nn.Module):
@@ -26,8 +29,12 @@ class SequenceRegressor(nn.Module):
     (``torch_compatible=False``) for every cell, so that ``init: default`` is
     each cell's own initialisation and the others start from it.
 
-    Shapes: input ``(N, L, H_in)``; output ``(N, out)`` (``every_step=False``)
-    or ``(N, L, out)``.
+    With ``vocab_size`` the input is token ids, embedded by an
+    ``nn.Embedding(vocab_size, input_size)`` before the layers (selective
+    copying); without it, the input is already vectors (one-hot symbols, numbers).
+
+    Shapes: input ``(N, L, H_in)``, or ``(N, L)`` token ids with ``vocab_size``;
+    output ``(N, out)`` (``every_step=False``) or ``(N, L, out)``.
     """
 
     @staticmethod
@@ -38,11 +45,13 @@ class SequenceRegressor(nn.Module):
                 for k, v in weights.items()}
 
     def __init__(self, input_size: int, output_size: int, config: ModelConfig,
-                 every_step: bool) -> None:
+                 every_step: bool, *, vocab_size: int | None = None) -> None:
         super().__init__()
+        self.embedding = nn.Embedding(vocab_size, input_size) if vocab_size else None
         self.encoder = build_encoder(config.cell, input_size, config.hidden_size,
                                      num_layers=config.num_layers, dropout=config.dropout,
-                                     cell_options=config.cell_options, torch_compatible=False)
+                                     cell_options=config.cell_options, torch_compatible=False,
+                                     block=config.block, block_options=config.block_options)
         self.head = nn.Linear(self.encoder.output_size, output_size)
         self.every_step = every_step
         if getattr(config, "init", "default") == "chrono":
@@ -64,6 +73,8 @@ class SequenceRegressor(nn.Module):
                             b.zero_()
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.embedding is not None:
+            x = self.embedding(x)  # (N, L) ids -> (N, L, H_in)
         h, _ = self.encoder(x)  # (N, L, H)
         if not self.every_step:
             h = h[:, -1]  # (N, H)
@@ -74,13 +85,18 @@ class SequenceRegressor(nn.Module):
         layer's state, averaged over the batch, with the loss ``loss_fn(output)``.
 
         The layers below the top run as in :meth:`forward` (without dropout); the
-        top cell is stepped here, so that each step's state keeps its gradient."""
+        top cell is stepped here, so that each step's state keeps its gradient.
+        Defined for plain stacks only: a residual block's norms, projections and
+        skips are not the cells alone, so with ``model.block`` it raises."""
+        if not isinstance(self.encoder, Stacked):
+            raise ConfigError("gradient probes step the cells of a plain stack; expected "
+                              f"model.block null, got {type(self.encoder).__name__}")
         *below, cell = self.encoder.cells()
-        h = x
+        h = x if self.embedding is None else self.embedding(x)  # (N, L, H_in)
         for c in below:
             h, _ = Recurrent(c, batch_first=True)(h)  # (N, L, H)
         u = cell.project_input(h)  # (N, L, U)
-        state = cell.init_state(x.shape[0], device=x.device, dtype=x.dtype)
+        state = cell.init_state(x.shape[0], device=h.device, dtype=h.dtype)
         states, ys = [], []
         for t in range(u.shape[1]):
             y, state = cell.recur(u[:, t], state)

@@ -170,6 +170,7 @@ class SlotTagger(nn.Module):
             config.cell, in_size, config.hidden_size, num_layers=config.num_layers,
             bidirectional=config.bidirectional, dropout=config.dropout,
             cell_options=config.cell_options, torch_compatible=False,
+            block=config.block, block_options=config.block_options,
             # the top cell outputs the tag distribution itself (a Jordan cell, Mesnil et al.)
             top_options={"output_size": self.num_tags} if self.posterior else None)
         in_size = self.encoder.output_size

@@ -223,7 +223,8 @@ class BabiTask(Task):
         V = len(self.vocab)
         if config.arch == "lstm":
             return BabiLSTM(V, config.embed_dim, config.hidden_size, cell=config.cell,
-                            dropout=config.dropout, cell_options=config.cell_options)
+                            dropout=config.dropout, cell_options=config.cell_options,
+                            block=config.block, block_options=config.block_options)
         model = MemN2N(V, config.embed_dim, config.hops, memory_size=self.config.memory_size,
                        encoding=config.encoding, temporal=config.temporal, tying=config.tying,
                        random_noise=config.random_noise, init_std=config.init_std,

@@ -194,7 +194,8 @@ class _LMTask(Task):
             len(self.vocab), config.embedding_size or config.hidden_size, config.hidden_size,
             config.num_layers, cell=config.cell, dropout=config.dropout,
             variational=config.variational, tie_weights=config.tie_weights,
-            init_range=config.init_range, **config.cell_options)
+            init_range=config.init_range, block=config.block,
+            block_options=config.block_options, **config.cell_options)
 
     def step(self, model, batch, state=None) -> StepOutput:
         device = model_device(model)

@@ -1,4 +1,5 @@
-r"""Synthetic memory tasks that need no data: adding, copy memory, associative recall.
+r"""Synthetic memory tasks that need no data: adding, copy memory, associative
+recall, selective copying.
 
 Each example is generated from ``(data.seed, split, index)`` alone, so the
 splits are fixed, the training order is reproducible and nothing is stored.
@@ -20,11 +21,22 @@ splits are fixed, the training order is reproducible and nothing is stored.
   (distinct letters a..z) and a value (digit), then ``??`` and one of the keys;
   the target is that key's value.  Chance: accuracy 1/10, cross-entropy
   :math:`\ln 10`.
+* **Selective copying** (Gu & Dao, "Mamba: linear-time sequence modeling with
+  selective state spaces", 2023; as used by Feng, Tung, Ahmed, Bengio &
+  Hajimirsadeghi, "Were RNNs all we needed?", 2024).  Token ids: 0 is noise,
+  1..V-2 are data symbols, V-1 is the marker (V = ``vocab_size``).  ``n_tokens``
+  data symbols (uniform, with repetition) lie at distinct random positions,
+  in order, among ``length`` steps of noise; then ``n_tokens`` markers.  The
+  target is the data symbols in order, read out at the marker steps; loss
+  cross-entropy over those steps.  Chance: per-token accuracy
+  :math:`1/(V-2)`, exact match :math:`(V-2)^{-S}`, cross-entropy
+  :math:`\ln(V-2)`.
 
 The model (:class:`memnets.models.regressor.SequenceRegressor`) is the cell
 named in ``model.cell`` (any registered one-layer cell) stacked
 ``model.num_layers`` deep with a linear read-out at the last step (adding,
-recall) or at every step (copy).
+recall) or at every step (copy, selective copying, which reads out the last
+``n_tokens`` of them); selective copying embeds its token ids first.
 """
 
 from __future__ import annotations
@@ -44,6 +56,10 @@ from memnets.tasks import register_task
 from memnets.tasks.base import StepOutput, Task, model_device, to_device
 
 _SPLIT_CODE = {"train": 0, "dev": 1, "test": 2}
+# Example i of a split is generated from seed (seed * 3 + split) * _SPLIT_STRIDE + i,
+# so the splits' seeds are disjoint while no split is larger than the stride.
+_SPLIT_STRIDE = 1_000_003
+_SPLIT_SIZE = f"[1, {_SPLIT_STRIDE}]"  # the range of data.train_size, dev_size, test_size
 
 
 # ---------------------------------------------------------------------- model
@@ -98,8 +114,8 @@ class MemoryDataConfig(DataConfig):
     seed: int = 1234
 
     RANGES: ClassVar[dict[str, str]] = {
-        "T": ">= 1", "train_size": ">= 1", "dev_size": ">= 1", "test_size": ">= 1",
-        "seed": ">= 0"}
+        "T": ">= 1", "train_size": _SPLIT_SIZE, "dev_size": _SPLIT_SIZE,
+        "test_size": _SPLIT_SIZE, "seed": ">= 0"}
 
     def validate(self) -> None:
         for name in ("T", "train_size", "dev_size", "test_size", "batch_size"):
@@ -112,7 +128,7 @@ class _Generated(torch.utils.data.Dataset):
 
     def __init__(self, size: int, seed: int, split: str, make) -> None:
         self.size, self.make = size, make
-        self.base = (seed * 3 + _SPLIT_CODE[split]) * 1_000_003
+        self.base = (seed * 3 + _SPLIT_CODE[split]) * _SPLIT_STRIDE
 
     def __len__(self) -> int:
         return self.size
@@ -324,3 +340,106 @@ class RecallTask(_MemoryTask):
 
     def baselines(self):
         return {"ce": math.log(self.VALUES), "accuracy": 1 / self.VALUES}
+
+
+@register_task("selective_copy")
+class SelectiveCopyTask(_MemoryTask):
+    r"""Selective copying (Gu & Dao 2023); metrics ``accuracy`` (main: per copied
+    token, the number Gu & Dao and Feng et al. report), ``exact_match`` (all
+    ``n_tokens`` of a sequence right), ``ce`` and the memoryless baselines.
+
+    Example (``vocab_size`` V): ``x`` is ``(length + n_tokens,)`` token ids, 0 for
+    noise, the data symbols (1..V-2) at ``n_tokens`` distinct random positions
+    among the first ``length`` steps, then ``n_tokens`` markers (V-1); ``y`` is
+    the ``(n_tokens,)`` data symbols in the order they appear.  The model reads all
+    of ``x``; its outputs at the ``n_tokens`` marker steps are scored against ``y``
+    (step ``length + k`` answers the ``k``-th symbol).  This is the layout of the
+    generator published with S4 (Gu, Goel & Ré, "Efficiently modeling long
+    sequences with structured state spaces", 2022) in its selective form: noise
+    0, marker V-1, the answers at the marker steps; ``length`` counts the steps
+    among which the data symbols lie.
+    """
+
+    main_metric = "accuracy"
+    higher_is_better = True
+
+    @dataclass
+    class DataConfig(MemoryDataConfig):
+        """``data`` section of selective copying.
+
+        Args:
+            length: steps among which the data symbols lie (noise elsewhere);
+                the model reads ``length + n_tokens`` steps.
+            n_tokens: data symbols to copy.
+            vocab_size: token ids 0 (noise), 1..vocab_size-2 (data), vocab_size-1
+                (marker); Gu & Dao's "16 possible tokens" is 16.
+            T: unused (the memory tasks' common field).
+        """
+
+        length: int = 4096
+        n_tokens: int = 16
+        vocab_size: int = 16
+        T: int = 0
+
+        RANGES: ClassVar[dict[str, str]] = {
+            "T": ">= 0", "length": ">= 1", "n_tokens": ">= 1", "vocab_size": ">= 3"}
+
+        def validate(self) -> None:
+            if self.n_tokens > self.length:
+                raise ValueError(f"n_tokens: expected at most length ({self.length}) data "
+                                 f"symbols, got {self.n_tokens}")
+
+    @dataclass
+    class ModelConfig(MemoryModelConfig):
+        """``model`` section of selective copying: :class:`MemoryModelConfig`'s
+        fields and the size of the token embedding.
+
+        Args:
+            embedding_size: size of the token embedding read by the first layer
+                (``None``: ``hidden_size``, Gu & Dao's model dimension D).
+        """
+
+        embedding_size: int | None = None
+
+        RANGES: ClassVar[dict[str, str]] = {"embedding_size": ">= 1"}
+
+    def make_example(self, g):
+        c = self.config
+        L, S, V = c.length, c.n_tokens, c.vocab_size
+        symbols = torch.randint(1, V - 1, (S,), generator=g)  # (S,) data symbols, repeats allowed
+        where = torch.randperm(L, generator=g)[:S].sort().values  # (S,) distinct positions
+        x = torch.zeros(L + S, dtype=torch.long)
+        x[where] = symbols
+        x[L:] = V - 1  # the markers: answer here
+        return x, symbols  # (L + S,), (S,)
+
+    def build_model(self, config):
+        V = self.config.vocab_size
+        return SequenceRegressor(config.embedding_size or config.hidden_size, V, config,
+                                 every_step=True, vocab_size=V)
+
+    def loss_of(self, out, y):
+        S = self.config.n_tokens
+        return F.cross_entropy(out[:, -S:].flatten(0, 1).float(), y.flatten())
+
+    def step(self, model, batch, state=None):
+        x, y = to_device(batch, model_device(model))  # (N, L + S), (N, S)
+        S = self.config.n_tokens
+        logits = model(x)[:, -S:].float()  # (N, S, V): the outputs at the marker steps
+        ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum")
+        hit = logits.argmax(-1) == y  # (N, S)
+        return StepOutput(loss=ce / y.numel(), size=y.shape[0], stats={
+            "ce": ce.detach(), "correct": hit.sum(), "tokens": y.numel(),
+            "exact": hit.all(-1).sum(), "count": y.shape[0]})
+
+    def metrics(self, stats):
+        tokens, n = max(stats["tokens"], 1.0), max(stats["count"], 1.0)
+        return {"accuracy": stats["correct"] / tokens, "exact_match": stats["exact"] / n,
+                "ce": stats["ce"] / tokens, **{f"baseline_{k}": v
+                                               for k, v in self.baselines().items()}}
+
+    def baselines(self):
+        """The memoryless predictor: uniform over the V-2 data symbols at every answer."""
+        data = self.config.vocab_size - 2
+        return {"accuracy": 1 / data, "exact_match": data ** -float(self.config.n_tokens),
+                "ce": math.log(data)}

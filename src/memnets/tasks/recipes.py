@@ -7,7 +7,8 @@ task; this module adds what needs the registries: the task named by ``task:``
 :func:`memnets.cells.cell_names`).
 
 This module may import :mod:`memnets.config`, :mod:`memnets.errors`,
-:mod:`memnets.tasks` (the registry) and :mod:`memnets.cells.registry`.
+:mod:`memnets.tasks` (the registry), :mod:`memnets.cells.registry` and
+:mod:`memnets.layers.blocks` (the block names and their options).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from memnets.config import (
     load_raw,
 )
 from memnets.errors import shorten
+from memnets.layers.blocks import check_block_options
 from memnets.tasks import get_task
 
 
@@ -49,6 +51,7 @@ def from_dict(raw: dict, *, source: str = "recipe") -> Config:
     config = build_config(raw, data=task_cls.DataConfig, model=task_cls.ModelConfig,
                           source=source)
     check_cell(config.model.cell, f"{source}: model.cell")
+    check_block(config.model, f"{source}: model")
     return config
 
 
@@ -57,6 +60,25 @@ def check_cell(name: str, where: str) -> None:
     if name not in cell_names():
         raise ConfigError(f"{where}: expected one of {', '.join(cell_names())}, got "
                           f"{shorten(name)}")
+
+
+def check_block(model, where: str) -> None:
+    """``model.block_options`` name options of ``model.block`` (or are empty without a
+    block), and a model with a block is not bidirectional; else :class:`ConfigError`
+    naming ``where``.  The values are checked when the model is built."""
+    block, options = getattr(model, "block", None), getattr(model, "block_options", None)
+    if block is None:
+        if options:
+            raise ConfigError(f"{where}.block_options: expected none without model.block, "
+                              f"got {shorten(options)}")
+        return
+    try:
+        check_block_options(block, options or {}, extra=("final_norm",))
+    except ConfigError as e:
+        raise ConfigError(f"{where}.{e}") from None
+    if getattr(model, "bidirectional", False):
+        raise ConfigError(f"{where}.block: expected bidirectional: false with block {block!r} "
+                          "(a residual stack reads each sequence one way)")
 
 
 def load_config(name_or_path: str, overrides: list[str] | None = None) -> Config:

@@ -178,7 +178,8 @@ class SentimentTask(Task):
             pooling=config.pooling, embedding_dropout=config.embedding_dropout,
             word_dropout=config.word_dropout, dropout=config.dropout,
             padding_idx=self.vocab.pad_id, pretrained=pretrained,
-            freeze_embeddings=config.freeze_embeddings, **config.cell_options)
+            freeze_embeddings=config.freeze_embeddings, block=config.block,
+            block_options=config.block_options, **config.cell_options)
 
     def build_ensemble(self, models: list[nn.Module]) -> nn.Module:
         """The members' mean class probabilities (:class:`ProbabilityEnsemble`)."""
