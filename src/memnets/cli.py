@@ -66,19 +66,27 @@ def _summary_table(rows: list[dict], main: str) -> str:
 
 
 def cmd_train(args) -> int:
-    from memnets.config import apply_overrides, read_yaml_file
+    from memnets.config import read_yaml_file
     from memnets.tasks.recipes import from_dict, load_config
     from memnets.train import train
+    from memnets.train.sweep import RESUMABLE, config_differences
 
+    config = load_config(args.recipe, args.set)  # checked before anything is written
     if args.resume:
         out = Path(args.out) if args.out else _latest_run(args.recipe)
         cfg_file = out / "config.yaml"
         if not cfg_file.is_file():
             raise UsageError(f"--resume: {out} is not a run directory (no config.yaml)")
-        raw = apply_overrides(read_yaml_file(cfg_file, "run's config"), args.set, str(cfg_file))
-        config = from_dict(raw, source=str(cfg_file))  # checked before anything is written
+        have = from_dict(read_yaml_file(cfg_file, "run's config"), source=str(cfg_file))
+        diff = config_differences(have.to_dict(), config.to_dict(), ignore=RESUMABLE)
+        if diff:
+            may = ", ".join(f"{s}.{k}" for s, k in sorted(RESUMABLE))
+            raise UsageError(
+                f"--resume: {args.recipe} with these --set differs from the run in {out}: "
+                f"{'; '.join(diff[:6])}{'; ...' if len(diff) > 6 else ''}; give the run's "
+                f"recipe and --set again (its config.yaml has them all); a resume may "
+                f"change only {may}")
     else:
-        config = load_config(args.recipe, args.set)
         if not args.out and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise UsageError("under torchrun, pass --out RUN_DIR so that every process "
                              "writes to the same run directory")
@@ -110,7 +118,21 @@ def cmd_eval(args) -> int:
                          f"got {args.split!r}")
     bs = config.data.eval_batch_size or config.data.batch_size
     metrics = task.evaluate(model, args.split, batch_size=bs)
-    print(json.dumps(json_safe({"split": args.split, **metrics}), indent=1))
+    if args.json:
+        print(json.dumps(json_safe({"split": args.split, **metrics}), indent=1))
+        return EXIT_OK
+    width = max([len(k) for k in metrics] + [1])
+    print(f"{args.split} ({args.checkpoint} checkpoint of {args.run_dir}):")
+    for k, v in metrics.items():
+        print(f"  {k:<{width}}  {_fmt(v)}")
+    return EXIT_OK
+
+
+def cmd_config(args) -> int:
+    from memnets.config import dump_config
+    from memnets.tasks.recipes import load_config
+
+    print(dump_config(load_config(args.recipe, args.set)), end="")
     return EXIT_OK
 
 
@@ -141,26 +163,50 @@ def cmd_generate(args) -> int:
     return EXIT_OK
 
 
-def cmd_recipes(args) -> int:
-    from memnets.config import ConfigError, load_raw, recipe_names
+RECIPES_WIDTH = 100  # columns of `memnets recipes`
 
-    rows = []
+
+def cmd_recipes(args) -> int:
+    import textwrap
+
+    from memnets.config import ConfigError, load_raw, recipe_names
+    from memnets.data.paths import data_root
+
+    rows, roots = [], set()
     for name in recipe_names():
         try:
             raw = load_raw(name)
         except ConfigError as e:
-            rows.append((name, "?", f"(invalid: {e})", ""))
+            rows.append((name, "?", "?", "?", f"(invalid: {e})"))
             continue
         info = raw.get("info") or {}
-        rows.append((name, str(raw.get("task", "?")), str(info.get("dataset", "none")),
-                     str(info.get("target", ""))))
+        dataset = str(info.get("dataset", "none"))
+        if dataset.startswith("none"):
+            here = "-"
+        else:
+            root = data_root((raw.get("data") or {}).get("dir"))
+            roots.add(root)
+            here = "yes" if (root / dataset).is_dir() else "no"
+        rows.append((name, str(raw.get("task", "?")), dataset, here,
+                     " ".join(str(info.get("target", "")).split())))
     if not rows:
         print("no recipes shipped")
         return EXIT_OK
-    w = [max(len(r[i]) for r in rows + [("recipe", "task", "dataset", "")]) for i in range(3)]
-    print(f"{'recipe':<{w[0]}}  {'task':<{w[1]}}  {'dataset':<{w[2]}}  target")
-    for r in rows:
-        print(f"{r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]:<{w[2]}}  {r[3]}")
+    head = ("recipe", "task", "dataset", "found", "target")
+    w = [max(len(r[i]) for r in [*rows, head]) for i in range(4)]
+    indent = sum(w) + 2 * len(w)
+    wrap = max(RECIPES_WIDTH - indent, 20)
+    for r in [head, *rows]:
+        target = textwrap.wrap(r[4], wrap, break_on_hyphens=False) or [""]
+        print("  ".join(f"{c:<{n}}" for c, n in zip(r, w)) + "  " + target[0])
+        for more in target[1:]:
+            print(" " * indent + more)
+    where = ", ".join(str(p) for p in sorted(roots)) or "-"
+    print()
+    print(textwrap.fill(f"found: whether the dataset's folder is in the data root ({where}: "
+                        f"data.dir, else $MEMNETS_DATA, else ../shared/data); a recipe with "
+                        f"data.download: true fetches a missing public dataset.",
+                        RECIPES_WIDTH, break_on_hyphens=False, break_long_words=False))
     return EXIT_OK
 
 
@@ -317,13 +363,14 @@ def cmd_report(args) -> int:
     for d, r, c in runs:
         value = r[split][main]
         base = r[split].get(f"baseline_{main}", r.get("baselines", {}).get(main))
-        row = {"run": d.name, "cell": c["model"]["cell"],
+        cell = r.get("cell", c["model"]["cell"]) or "-"  # null: the model has no cell
+        row = {"run": d.name, "cell": cell,
                **{f"{s}.{k}": c[s].get(k) for s, k in varying},
                main: value, f"baseline_{main}": base, "steps": r["steps"],
                "best_step": r.get("best_step"), "wall_seconds": r["wall_seconds"],
                "metrics": r[split]}
         rows.append(row)
-        cells = [d.name, c["model"]["cell"], *[_fmt(c[s].get(k)) for s, k in varying],
+        cells = [d.name, cell, *[_fmt(c[s].get(k)) for s, k in varying],
                  _fmt(value), _fmt(base), _fmt(value / base) if base else "-",
                  str(r["steps"]), str(r.get("best_step")), f"{r['wall_seconds']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -387,7 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default runs/RECIPE-TIMESTAMP)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out (default: the latest run of RECIPE) from its "
-                        "last checkpoint; --set may change fields such as trainer.max_steps")
+                        "last checkpoint; RECIPE and --set must give the run's settings again, "
+                        "and may change only the budget (trainer.max_steps, max_epochs, "
+                        "max_minutes, early_stopping) and trainer.progress, tensorboard, "
+                        "device")
     p.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
     device(p)
 
@@ -396,12 +446,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="train | dev | test (default test)")
     p.add_argument("--checkpoint", default="best", choices=["best", "latest"])
     p.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--json", action="store_true",
+                   help="print the metrics as JSON, at full precision (the text rounds them)")
 
-    for name, fn, what in (("predict", cmd_predict, "predict with a trained run"),
-                           ("generate", cmd_generate, "generate with a trained language model")):
+    p = add("config", cmd_config, "print a recipe as it resolves (YAML)",
+            "Print the recipe with its extends merged, the --set overrides applied and "
+            "every default filled in, checked as memnets train checks it; nothing is "
+            "trained.")
+    p.add_argument("recipe", help="recipe name or path to a .yaml file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field, e.g. --set model.hidden_size=256 (repeatable)")
+
+    for name, fn, what, more in (
+            ("predict", cmd_predict, "predict with a trained run",
+             " Every INPUT is one input; --file PATH and - (standard input) give one per "
+             "line; --json prints one JSON object per input."),
+            ("generate", cmd_generate, "generate with a trained language model", "")):
         p = add(name, fn, what,
                 f"{what}. Everything after RUN_DIR goes to the task, which parses it itself: "
-                f"`memnets {name} RUN_DIR --help` shows the task's own options.")
+                f"`memnets {name} RUN_DIR --help` shows the task's own options.{more}")
         p.add_argument("--checkpoint", default="best", choices=["best", "latest"])
         p.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N")
         p.add_argument("run_dir")

@@ -208,3 +208,37 @@ def test_clear_errors():
         memnets.Stacked([memnets.LSTMCell(16, H), memnets.LSTMCell(5, H)])
     with pytest.raises(ValueError, match=r"expected merge 'concat' or 'sum'"):
         memnets.Bidirectional(memnets.GRUCell(3, 4), memnets.GRUCell(3, 4), merge="avg")
+
+
+@pytest.mark.parametrize("name", memnets.cell_names())
+def test_a_plain_tuple_state_is_the_cells_state(name):
+    """``(h, c)`` for an LSTM cell is taken as ``LSTMState(h, c)``, for every cell,
+    also inside Stacked and Bidirectional; the result is the cell's own type."""
+    torch.manual_seed(0)
+    cell = _cell(name)
+    layer = memnets.Recurrent(cell)
+    x = torch.randn(L, N, H_IN, dtype=torch.float64)
+    state = map_state(lambda s: torch.randn_like(s) if s.is_floating_point() else s,
+                      cell.init_state(N, dtype=torch.float64))
+    plain = tuple(state)
+    assert type(plain) is tuple and type(state) is not tuple
+    out_named, final_named = layer(x, state, lengths=LENGTHS)
+    out_plain, final_plain = layer(x, plain, lengths=LENGTHS)
+    torch.testing.assert_close(out_plain, out_named, atol=0, rtol=0)
+    assert type(final_plain) is type(final_named)
+    for a, b in zip(final_plain, final_named):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    both = memnets.Bidirectional(cell, _cell(name, seed=1))
+    out_b, _ = both(x, (plain, tuple(state)))
+    torch.testing.assert_close(out_b, both(x, (state, state))[0], atol=0, rtol=0)
+
+
+def test_a_plain_tuple_state_is_still_checked():
+    layer = memnets.Recurrent(memnets.LSTMCell(16, H))
+    x = torch.randn(5, 2, 16)
+    with pytest.raises(ValueError, match=r"expected state field 'c' of shape \(2, 4\).*\(2, 5\)"):
+        layer(x, (torch.zeros(2, H), torch.zeros(2, 5)))
+    with pytest.raises(ValueError, match=r"expected a state of 2 tensors \('h', 'c'\)"):
+        layer(x, (torch.zeros(2, H),) * 3)
+    out, state = layer(x, (torch.zeros(2, H), torch.zeros(2, H)))
+    assert isinstance(state, memnets.LSTMState)

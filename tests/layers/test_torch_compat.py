@@ -246,3 +246,124 @@ def test_cell_options_keep_their_own_initialisation_in_the_drop_in():
     assert torch.count_nonzero(cell.weight_ci) == 0
     assert torch.all(cell.bias_ih[25:50] == 2.0) and torch.all(cell.bias_hh[25:50] == 0.0)
     assert float(cell.weight_hh.detach().abs().max()) <= 1 / 25**0.5  # torch.nn's uniform init
+
+
+def _named_cases():
+    """The parity configurations above, without the input kinds."""
+    seen = []
+    for mode, bias, bf, bi, layers, proj, _ in _cases():
+        if (mode, bias, bf, bi, layers, proj) not in seen:
+            seen.append((mode, bias, bf, bi, layers, proj))
+    return seen
+
+
+@pytest.mark.parametrize("mode,bias,bf,bi,layers,proj", _named_cases())
+def test_named_parameters_are_torch_nn_names_in_torch_nn_order(mode, bias, bf, bi, layers, proj):
+    ref, ours = _pair(mode, bias, bf, bi, layers, proj, torch.float32, fused=True)
+    names = [n for n, _ in ref.named_parameters()]
+    assert [n for n, _ in ours.named_parameters()] == names
+    assert [p.shape for p in ours.parameters()] == [p.shape for p in ref.parameters()]
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    assert ours._all_weights == ref._all_weights
+    assert [[p.shape for p in w] for w in ours.all_weights] == [
+        [p.shape for p in w] for w in ref.all_weights]
+    # each parameter is the one its cell computes with, once in parameters()
+    cells = {id(p) for c in ours.cells() for p in c.parameters()}
+    assert [id(p) for p in ours.parameters()] == [id(getattr(ours, n)) for n in names]
+    assert cells == {id(p) for p in ours.parameters()}
+    # and inside a model, under the model's prefix
+    model = torch.nn.Sequential(torch.nn.Identity(), ours)
+    assert [n for n, _ in model.named_parameters()] == [f"1.{n}" for n in names]
+    assert list(model.state_dict()) == [f"1.{n}" for n in ref.state_dict()]
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("fused", [False, True], ids=["generic", "fused"])
+def test_code_that_names_parameters_trains_as_with_torch_nn(mode, fused):
+    """Initialisation by name and weight-decay groups by name, then optimizer steps:
+    the same parameters as torch.nn's after each step."""
+    torch_cls, ours_cls, extra = MODES[mode]
+    kw = dict(num_layers=2, bidirectional=True, **extra)
+    ref, ours = torch_cls(H_IN, H, **kw).double(), ours_cls(H_IN, H, fused=fused, **kw).double()
+    for model in (ref, ours):
+        torch.manual_seed(3)
+        for name, p in model.named_parameters():
+            if name.startswith("weight_hh"):
+                torch.nn.init.orthogonal_(p)
+            elif name.startswith("weight_ih"):
+                torch.nn.init.xavier_uniform_(p)
+            else:
+                torch.nn.init.constant_(p, 0.1)
+    optimizers = []
+    for model in (ref, ours):
+        decay = [p for n, p in model.named_parameters() if n.startswith("weight")]
+        no_decay = [p for n, p in model.named_parameters() if not n.startswith("weight")]
+        assert len(decay) == len(no_decay) == 4 * 2  # (ih, hh) x 2 directions x 2 layers
+        optimizers.append(torch.optim.AdamW(
+            [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=0.01))
+    x = torch.randn(L, N, H_IN, dtype=torch.float64)
+    for _ in range(3):
+        for model, opt in zip((ref, ours), optimizers):
+            opt.zero_grad()
+            model(x)[0].pow(2).sum().backward()
+            opt.step()
+    for (name, a), b in zip(ref.named_parameters(), ours.parameters()):
+        torch.testing.assert_close(b, a, atol=1e-10, rtol=0, msg=name)
+    torch.testing.assert_close(ours(x)[0], ref(x)[0], atol=1e-10, rtol=0)
+
+
+def test_conversions_and_loading_keep_one_parameter_per_torch_name():
+    """``.to()``, ``to_empty``, ``load_state_dict(assign=True)`` and deepcopy replace
+    or copy parameters; the cells go on computing with the named ones."""
+    import copy
+
+    ref = torch.nn.LSTM(H_IN, H, num_layers=2, bidirectional=True)
+    ours = memnets.LSTM(H_IN, H, num_layers=2, bidirectional=True, fused=False)
+    converted = [ours.double(), copy.deepcopy(ours)]
+    overwrite = torch.__future__.get_overwrite_module_params_on_conversion()
+    torch.__future__.set_overwrite_module_params_on_conversion(True)  # new objects on .to()
+    try:
+        converted.append(copy.deepcopy(ours).float())
+    finally:
+        torch.__future__.set_overwrite_module_params_on_conversion(overwrite)
+    fresh = memnets.LSTM(H_IN, H, num_layers=2, bidirectional=True, fused=False)
+    fresh.load_state_dict(ref.state_dict(), assign=True)
+    converted.append(fresh)
+    empty = memnets.LSTM(H_IN, H, num_layers=2, bidirectional=True, fused=False)
+    empty.to_empty(device="cpu")
+    converted.append(empty)
+    for model in converted:
+        cells = {id(p) for c in model.cells() for p in c.parameters()}
+        assert cells == {id(p) for p in model.parameters()}
+        assert len(list(model.parameters())) == len(list(ref.parameters()))
+    x = torch.randn(L, N, H_IN)
+    torch.testing.assert_close(fresh(x)[0], ref(x)[0])
+
+
+def test_a_registered_cell_name_as_the_cell():
+    torch.manual_seed(0)
+    by_name = memnets.LSTM(H_IN, H, num_layers=2, bidirectional=True, cell="scrn",
+                           context_size=2)
+    by_factory = memnets.LSTM(H_IN, H, num_layers=2, bidirectional=True,
+                              cell=lambda i, h: memnets.make_cell("scrn", input_size=i,
+                                                                  hidden_size=h, context_size=2))
+    assert list(by_name.state_dict()) == list(by_factory.state_dict())
+    assert [n for n, _ in by_name.named_parameters()] == list(by_name.state_dict())
+    assert isinstance(by_name.cells()[0], memnets.SCRNCell) and not by_name._can_fuse()
+    by_factory.load_state_dict(by_name.state_dict())
+    x = torch.randn(L, N, H_IN)
+    torch.testing.assert_close(by_name(x)[0], by_factory(x)[0])
+    # bias=False reaches the cell; the layer's own cell's name is the default cell
+    assert memnets.GRU(H_IN, H, bias=False, cell="elman").cells()[0].bias_ih is None
+    own = memnets.RNN(H_IN, H, nonlinearity="relu", cell="elman")
+    assert own._can_fuse() and own.cells()[0].nonlinearity == "relu"
+    assert memnets.LSTM(H_IN, H, cell="lstm")._can_fuse()
+    wrapped = memnets.LSTM(H_IN, H, cell="lstm", weight_dropout=0.5)  # through make_cell
+    assert isinstance(wrapped.cells()[0], memnets.cells.DropConnect) and not wrapped._can_fuse()
+    with pytest.raises(ValueError, match=r"one-layer registered cell .*got 'nope'"):
+        memnets.LSTM(H_IN, H, cell="nope")
+    with pytest.raises(ValueError, match="multi-layer cell: run it with memnets.layers.make_stack"):
+        memnets.LSTM(H_IN, H, cell="gated_feedback")
+    with pytest.raises(ValueError, match="expected cell to be a registered cell name or a factory"):
+        memnets.LSTM(H_IN, H, cell=3)

@@ -72,6 +72,6 @@ def test_smoke_sentiment_recipes_learn_and_predict(tmp_path, capsys, recipe):
     results = train(cfg, run, quiet=True)
     acc = results["test"]["accuracy"]
     assert acc > 90.0, results
-    assert main(["predict", str(run), "a", "wonderful", "film"]) == 0
+    assert main(["predict", str(run), "a wonderful film"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0] in {"positive", "very positive"}

@@ -69,7 +69,7 @@ def test_carried_state_naming_a_callable_is_refused_and_never_run(tmp_path, monk
         train(load_config("shakespeare_char", more), run, resume=True, quiet=True)
     assert not marker.exists()
     assert main(["train", "shakespeare_char", "--out", str(run), "--resume", "--quiet",
-                 "--set", "trainer.max_steps=9"]) == 1
+                 *sum((["--set", s] for s in more), [])]) == 1
     assert not marker.exists()
 
 
@@ -218,7 +218,7 @@ def test_babi_results_json_matches_eval_of_the_same_checkpoint(tmp_path, capsys,
           run, quiet=True)
     results = json.loads((run / "results.json").read_text())
     capsys.readouterr()  # only what eval prints
-    assert main(["eval", str(run), "--split", "test"]) == 0
+    assert main(["eval", str(run), "--split", "test", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert {k: out[k] for k in results["test"]} == pytest.approx(results["test"])
 
@@ -344,10 +344,10 @@ def test_a_failed_resume_leaves_config_yaml_untouched(tmp_path, capsys):
     sets = sum((["--set", s] for s in TINY + ["trainer.max_steps=4"]), [])
     assert main(["train", "adding", "--out", str(run), "--quiet", *sets]) == 0
     before = (run / "config.yaml").read_bytes()
-    assert main(["train", "adding", "--out", str(run), "--resume", "--quiet",
+    assert main(["train", "adding", "--out", str(run), "--resume", "--quiet", *sets,
                  "--set", "trainer.log_every=0"]) == 2
     assert (run / "config.yaml").read_bytes() == before
-    assert main(["train", "adding", "--out", str(run), "--resume", "--quiet",
+    assert main(["train", "adding", "--out", str(run), "--resume", "--quiet", *sets,
                  "--set", "trainer.max_steps=6"]) == 0
 
 
@@ -650,7 +650,7 @@ def test_eval_prints_valid_json_for_a_nan_metric(tmp_path, capsys):
     train(load_config("adding", TINY + ["task=test_nan_metric", "trainer.max_steps=3"]), run,
           quiet=True)
     capsys.readouterr()
-    assert main(["eval", str(run), "--split", "dev"]) == 0
+    assert main(["eval", str(run), "--split", "dev", "--json"]) == 0
     out = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(c))
     assert out["spread"] == "nan" and math.isfinite(out["mse"])
     json.loads((run / "results.json").read_text(), parse_constant=lambda c: pytest.fail(c))

@@ -172,7 +172,7 @@ def test_ensemble_of_sst_runs_loads_like_a_run(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results["members"] == [str(r) for r in runs] and "commit" in results
     capsys.readouterr()
-    assert main(["eval", str(out), "--split", "test"]) == 0
+    assert main(["eval", str(out), "--split", "test", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(
         results["test"]["accuracy"])
     # the same as averaging the members' probabilities by hand
@@ -182,7 +182,7 @@ def test_ensemble_of_sst_runs_loads_like_a_run(tmp_path, capsys):
     with torch.no_grad():
         want = torch.stack([torch.softmax(m(x, lengths), -1) for m in members]).mean(0)
         assert torch.allclose(ens(x, lengths).exp(), want, atol=1e-6)
-    assert main(["predict", str(out), "a", "great", "film"]) == 0
+    assert main(["predict", str(out), "a great film"]) == 0
     assert main(["ensemble", str(runs[0]), "--out", str(tmp_path / "one")]) == 2
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("x")

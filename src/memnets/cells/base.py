@@ -34,6 +34,16 @@ def check_size(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+def capturing_graph() -> bool:
+    """True while a graph is recorded for saving or export: ``torch.jit.trace``, the
+    TorchScript-based ONNX exporter (``torch.onnx.export(..., dynamo=False)``) or
+    ``torch.export``.  The fused autograd functions then give way to the same
+    formulas as plain tensor operations, and a layer runs every step of a padded
+    batch, so that the recorded graph is right and can be saved (docs/export.md).
+    """
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
+
+
 def check_sizes(**sizes) -> None:
     """:func:`check_size` with minimum 1 for each keyword:
     ``check_sizes(input_size=4, hidden_size=0)`` raises ``expected hidden_size >= 1, got 0``."""

@@ -6,13 +6,46 @@ step.  These functions compute the same values, keep only what the backward
 pass needs, and write the gate gradients into one buffer, which makes the
 generic path (``Recurrent`` over a cell) markedly faster in training.  They are
 checked against the plain formulas and with ``gradcheck`` in the tests.
-This module imports only torch.
+
+Cells call :func:`lstm_pointwise` and :func:`gru_pointwise`, which use these
+functions in eager mode and the same formulas as plain tensor operations while
+a graph is recorded (:func:`~memnets.cells.base.capturing_graph`:
+``torch.jit.trace``, the TorchScript-based ONNX exporter
+``torch.onnx.export(..., dynamo=False)``, ``torch.export``): a traced graph
+with an autograd function in it cannot be saved, and the ONNX exporter, which
+inlines the function's body, returns a function's several outputs in the order
+they were computed (``c`` before ``h``), not the order returned, so an exported
+LSTM step swapped them.  This module imports torch and :mod:`memnets.cells.base`.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from memnets.cells.base import capturing_graph
+
+
+def lstm_pointwise(gates: Tensor, c_prev: Tensor) -> tuple[Tensor, Tensor]:
+    """:class:`LSTMPointwise`: ``(h_t, c_t)`` from ``gates`` ``(N, 4H)`` and ``c_prev``
+    ``(N, H)``; as plain tensor operations while a graph is recorded."""
+    if not capturing_graph():
+        return LSTMPointwise.apply(gates, c_prev)
+    i, f, g, o = gates.chunk(4, dim=1)  # (N, H) each
+    c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def gru_pointwise(u: Tensor, v: Tensor, h_prev: Tensor) -> Tensor:
+    """:class:`GRUPointwise`: ``h_t`` from ``u``, ``v`` ``(N, 3H)`` and ``h_prev``
+    ``(N, H)``; as plain tensor operations while a graph is recorded."""
+    if not capturing_graph():
+        return GRUPointwise.apply(u, v, h_prev)
+    u_r, u_z, u_n = u.chunk(3, dim=1)  # (N, H) each
+    v_r, v_z, v_n = v.chunk(3, dim=1)
+    r, z = torch.sigmoid(u_r + v_r), torch.sigmoid(u_z + v_z)
+    n = torch.tanh(u_n + r * v_n)
+    return n + z * (h_prev - n)  # (1 - z) n + z h_{t-1}
 
 
 class LSTMPointwise(torch.autograd.Function):

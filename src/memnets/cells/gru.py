@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from memnets.cells.base import RecurrentCell, check_sizes, register_state
 from memnets.cells.elman import _zeros
-from memnets.cells.fused import GRUPointwise
+from memnets.cells.fused import gru_pointwise
 
 
 @register_state
@@ -114,7 +114,7 @@ class GRUCell(RecurrentCell):
                 v = h @ self.weight_hh.t()  # (N, 3H)
             else:
                 v = torch.addmm(self.bias_hh, h, self.weight_hh.t())
-            h = GRUPointwise.apply(u_t, v, h)  # the equations above, as one autograd node
+            h = gru_pointwise(u_t, v, h)  # the equations above, as one autograd node
             return h, GRUState(h)
         # reset before the product (the paper): two recurrent products
         b_rz = b_n = None

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from memnets.cells.base import RecurrentCell, check_size, check_sizes, register_state
 from memnets.cells.elman import _zeros
-from memnets.cells.fused import LSTMPointwise
+from memnets.cells.fused import lstm_pointwise
 
 
 @register_state
@@ -238,7 +238,7 @@ class LSTMCell(RecurrentCell):
     def recur(self, u_t: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
         if self._standard:
             gates = torch.addmm(u_t, state.h, self.weight_hh.t())  # (N, 4H)
-            h, c = LSTMPointwise.apply(gates, state.c)  # the equations above, one autograd node
+            h, c = lstm_pointwise(gates, state.c)  # the equations above, one autograd node
         else:
             h, c = self._recur_general(u_t, state)
         if self.weight_hr is not None:

@@ -226,7 +226,11 @@ class LSTMNCell(RecurrentCell):
                 old.h_tilde,
                 F.pad(old.mask, (0, extra), value=False),
             )
-        return LSTMNState(*(_where_batch(keep_new, n, o) for n, o in zip(new, old)))
+        keep = keep_new.unsqueeze(1)  # (N, 1)
+        # the bool mask by logic, not torch.where (which ONNX Runtime lacks for bools)
+        mask = (keep & new.mask) | (~keep & old.mask)  # (N, T)
+        return LSTMNState(*(_where_batch(keep_new, n, o) for n, o in zip(new[:4], old[:4])),
+                          mask)
 
     # --- step ----------------------------------------------------------------
 

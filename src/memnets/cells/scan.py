@@ -28,14 +28,18 @@ Shapes (T = steps, N = batch, ``*`` = any trailing feature dimensions): ``a``,
 ``b`` and the result ``(T, N, *)``; ``h0`` ``(N, *)``; a validity mask ``(T, N)``.
 Row ``t - 1`` of a result is :math:`h_t`: the state after step ``t``.
 
-This module may import torch only.
+This module may import torch and :mod:`memnets.cells.base`.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from memnets.cells.base import capturing_graph
 
 
 def linear_scan(a: Tensor, b: Tensor, h0: Tensor | None = None) -> Tensor:
@@ -83,6 +87,8 @@ def linear_scan(a: Tensor, b: Tensor, h0: Tensor | None = None) -> Tensor:
     a, b = a.to(dtype), b.to(dtype)  # e.g. bfloat16 steps from a float32 state: float32
     if a.shape[0] == 0:
         return torch.zeros_like(b)
+    if capturing_graph():
+        return _scan_recorded(a, b, h0)
     return _LinearScan.apply(a, b, h0)
 
 
@@ -134,6 +140,40 @@ def _scan_from_zero(a: Tensor, b: Tensor, out: Tensor) -> Tensor:
     m = T - n - 1
     torch.addcmul(b[2::2], a[2::2], out[1 : 2 * m : 2], out=out[2::2])
     return out
+
+
+def _scan_recorded(a: Tensor, b: Tensor, h0: Tensor | None) -> Tensor:
+    """:func:`linear_scan` while a graph is recorded for export (``capturing_graph``):
+    no autograd function (torch.jit.save refuses a graph that holds one) and no
+    writes into a buffer (the ONNX exporter loses them), but the same products and
+    sums as :func:`_scan_from_zero`, so the same numbers.  The recursion is unrolled
+    for the traced number of steps, and the graph checks that number."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        T = int(a.shape[0])  # a constant of the graph (a trace records sizes as values)
+    warnings.warn(
+        f"linear_scan is unrolled for {T} steps: the recorded graph takes sequences of "
+        f"exactly that length (see docs/export.md)", torch.jit.TracerWarning, stacklevel=3)
+    # to a constant length: at any other length the recorded graph fails here
+    a, b = (t.reshape((T,) + tuple(t.shape[1:])) for t in (a, b))
+    if h0 is not None:  # fold h_0 into the first step, as _LinearScan does
+        b = torch.cat([torch.addcmul(b[:1], a[:1], h0.unsqueeze(0)), b[1:]])
+    return _scan_unrolled(a, b, T)
+
+
+def _scan_unrolled(a: Tensor, b: Tensor, T: int) -> Tensor:
+    """:func:`_scan_from_zero`'s recursion as operations that return their results,
+    for ``T`` (a Python int) steps."""
+    if T == 1:
+        return b  # h_1 = b_1
+    n = T // 2
+    a_first, a_second = a[0 : 2 * n : 2], a[1 : 2 * n : 2]  # (n, N, *)
+    b_first, b_second = b[0 : 2 * n : 2], b[1 : 2 * n : 2]
+    even = _scan_unrolled(a_second * a_first, torch.addcmul(b_second, a_second, b_first), n)
+    m = T - n - 1  # h_2, ..., h_2n above (rows 1, 3, ...); rows 0, 2, ... below
+    odd = torch.cat([b[:1], torch.addcmul(b[2:T:2], a[2:T:2], even[:m])])  # (T - n, N, *)
+    pairs = torch.stack([odd[:n], even], 1).flatten(0, 1)  # rows 0 ... 2n - 1
+    return pairs if T == 2 * n else torch.cat([pairs, odd[n:]])
 
 
 def _scan_back(c: Tensor, g: Tensor, out: Tensor) -> Tensor:

@@ -22,7 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from memnets.cells.base import RecurrentCell, check_size, check_sizes, register_state
+from memnets.cells.base import (
+    RecurrentCell,
+    capturing_graph,
+    check_size,
+    check_sizes,
+    register_state,
+)
 from memnets.errors import ConfigError
 
 _FORGET_GATES = ("sigmoid", "exp")
@@ -322,7 +328,8 @@ class MLSTMCell(RecurrentCell):
             ``None`` for the whole sequence as one chunk (the paper's parallel
             form; its T x T work and memory were slower than the step loop on
             this project's CPU already at T = 512, chunks of 64 about 7x faster
-            than the loop; see docs/cells.md).
+            than the loop; see docs/cells.md).  A trace for export takes the whole
+            sequence as one chunk (:meth:`scan`, docs/export.md).
         forget_gate: ``"sigmoid"`` (default) or ``"exp"``.
         forget_bias: initial forget bias: a float, a ``(low, high)`` range
             spread evenly over the heads, or ``None`` (default) for
@@ -425,9 +432,13 @@ class MLSTMCell(RecurrentCell):
     def scan(self, u: Tensor, state: MLSTMState, valid: Tensor | None
              ) -> tuple[Tensor, MLSTMState]:
         """The parallel form over ``u`` ``(T, N, U)``, chunk by chunk when
-        ``chunk_size`` is set; see the class docstring."""
-        T = u.shape[0]
-        L = self.chunk_size or T
+        ``chunk_size`` is set; see the class docstring.  While a graph is recorded
+        for export (:func:`~memnets.cells.base.capturing_graph`) the whole sequence
+        is one chunk: a recorded chunk loop would hold the traced length only, one
+        chunk holds every length (with ``T x T`` memory)."""
+        if self.chunk_size is None or capturing_graph():
+            return self._parallel(u, state, valid)
+        T, L = u.shape[0], self.chunk_size
         outputs = []
         for start in range(0, T, L):
             chunk_valid = None if valid is None else valid[start : start + L]

@@ -4,7 +4,7 @@ generic" is decided.
 Every model that reads a sequence with registered cells (the language model,
 the classifier, the bAbI LSTM, the slot tagger, the memory tasks' regressor)
 asks this function for its recurrent layers and then uses only what every
-result offers: ``forward(input, state=None, *, lengths=None)``, ``output_size``
+result offers: ``forward(input, state=None, lengths=None)``, ``output_size``
 and ``cells()``.
 
 This module may import torch, :mod:`memnets.cells` and the other layers.

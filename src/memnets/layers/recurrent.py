@@ -6,10 +6,12 @@ This module may import torch, :mod:`memnets.cells` and :mod:`memnets.layers.sequ
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
-from memnets.cells.base import RecurrentCell
+from memnets.cells.base import RecurrentCell, capturing_graph
 from memnets.cells.registry import cell_names, make_cell
 from memnets.layers.sequence import SequenceLayer, reverse_padded, valid_mask
 
@@ -37,7 +39,9 @@ class Recurrent(SequenceLayer):
 
     * input: ``(L, N, H_in)``, ``(N, L, H_in)`` with ``batch_first``, ``(L, H_in)``
       unbatched, or a PackedSequence; optional ``lengths`` ``(N,)``.
-    * state: the cell's state tuple (``cell.init_state(N)`` if omitted).
+    * state: the cell's state (``cell.init_state(N)`` if omitted): its NamedTuple,
+      or a plain tuple in the same field order (``(h, c)`` for an LSTM cell), which
+      is checked and converted.
     * outputs: like the input with H_out features; exactly zero at padded steps.
     * final state: each sequence's state after its own last valid step (for
       ``reverse=True``, after its first step).
@@ -62,11 +66,21 @@ class Recurrent(SequenceLayer):
             state = cell.init_state(N, device=x.device, dtype=x.dtype)
         else:
             cell.check_state(state, N)
+            state = _as_state_type(cell, state, N)
         if self.reverse:
             x = reverse_padded(x, lengths)
-        steps = L if lengths is None else int(lengths.max())
+        tracing = capturing_graph()
+        # a trace runs every step (the padded ones masked): int(lengths.max()) would
+        # fix the traced graph to the example's longest sequence
+        steps = L if lengths is None or tracing else int(lengths.max())
         u = cell.project_input(x[:steps])  # (T, N, U): all input work at once
         valid = None if lengths is None else valid_mask(lengths, steps, x.device)  # (T, N)
+        if tracing and not cell.parallel:
+            warnings.warn(
+                f"Recurrent runs {type(cell).__name__} step by step in a Python loop: the "
+                f"recorded graph holds {L} steps and takes inputs of exactly that length "
+                f"(see docs/export.md for the layers that export at any length)",
+                torch.jit.TracerWarning, stacklevel=2)
         if cell.parallel:  # the cell's whole-sequence form (a scan) instead of the loop
             out, state = cell.scan(u, state, valid)
         elif valid is None:
@@ -98,6 +112,15 @@ class Recurrent(SequenceLayer):
     def extra_repr(self) -> str:
         flags = [f"batch_first={self.batch_first}"] if self.batch_first else []
         return ", ".join(flags + (["reverse=True"] if self.reverse else []))
+
+
+def _as_state_type(cell: RecurrentCell, state: tuple, batch_size: int) -> tuple:
+    """A plain tuple in the order of the cell's state fields, as the cell's NamedTuple
+    (``(h, c)`` -> ``LSTMState(h, c)``); ``state`` has passed ``check_state``."""
+    state_type = type(cell.init_state(batch_size, device="meta"))
+    if type(state) is tuple and state_type is not tuple and hasattr(state_type, "_fields"):
+        return state_type(*state)
+    return state
 
 
 def stack_names() -> list[str]:

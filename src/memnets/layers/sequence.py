@@ -17,7 +17,9 @@ Written down once, here:
 
 Layers convert their input once at the boundary (:func:`to_time_major`) and
 work on time-major padded tensors with a ``lengths`` tensor, or ``None`` when
-every sequence has the full length.  This module imports only torch.
+every sequence has the full length (always the tensor while a graph is recorded
+for export, :func:`memnets.cells.base.capturing_graph`).  This module imports
+only torch and :mod:`memnets.cells.base`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from memnets.cells.base import capturing_graph
 
 
 @dataclass
@@ -198,6 +202,8 @@ def check_dtype(input: Tensor | PackedSequence, module: nn.Module) -> None:
 
 
 def _full_is_none(lengths: Tensor, L: int) -> Tensor | None:
+    if capturing_graph():
+        return lengths  # the traced graph must read the lengths, whatever the example's
     return None if bool((lengths == L).all()) else lengths
 
 
@@ -250,11 +256,13 @@ class SequenceLayer(nn.Module):
         self,
         input: Tensor | PackedSequence,
         state=None,
-        *,
         lengths=None,
         enforce_sorted: bool = False,
     ):
         """Run over a batch of sequences.
+
+        Every argument may be given by position (the TorchScript-based ONNX
+        exporter calls ``forward`` with each default filled in by position).
 
         Args:
             input: ``(L, N, H_in)``, ``(N, L, H_in)`` if ``batch_first``,

@@ -25,6 +25,8 @@ from memnets.cells.base import RecurrentCell, check_sizes
 from memnets.cells.elman import ElmanCell, uniform_init_
 from memnets.cells.gru import GRUCell
 from memnets.cells.lstm import LSTMCell
+from memnets.cells.registry import cell_names, make_cell
+from memnets.cells.regularizers import REGULARIZER_OPTIONS
 from memnets.layers.bidirectional import Bidirectional
 from memnets.layers.recurrent import Recurrent
 from memnets.layers.sequence import as_lengths, check_dtype, to_time_major
@@ -38,6 +40,7 @@ class _TorchCompatible(nn.Module):
     """Shared machinery of :class:`RNN`, :class:`LSTM` and :class:`GRU`."""
 
     _default_cell: type[RecurrentCell]
+    _default_name: str  # its registry name: cell=<this name> is the default cell
 
     def __init__(
         self,
@@ -49,7 +52,7 @@ class _TorchCompatible(nn.Module):
         dropout: float = 0.0,
         bidirectional: bool = False,
         *,
-        cell: CellFactory | None = None,
+        cell: CellFactory | str | None = None,
         fused: bool = True,
         device=None,
         dtype=None,
@@ -63,6 +66,15 @@ class _TorchCompatible(nn.Module):
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
         self.bidirectional = bidirectional
         self.fused = fused
+        wrapped = any(k in cell_options for k in REGULARIZER_OPTIONS)  # make_cell wraps it
+        if cell == self._default_name and not wrapped:
+            cell = None  # the layer's own cell, initialised as torch.nn does
+        elif isinstance(cell, str):
+            cell = _registered_cell(cell, bias, cell_options, device, dtype)
+        elif cell is not None and not callable(cell):
+            raise ValueError(
+                f"expected cell to be a registered cell name or a factory "
+                f"cell(input_size, hidden_size), got {type(cell).__name__}")
         self._custom_cell = cell is not None
 
         def make(in_size: int) -> RecurrentCell:
@@ -88,20 +100,31 @@ class _TorchCompatible(nn.Module):
             self._torch_init(cell_options)
         # torch.nn names: "<cell parameter>_l<layer>[_reverse]"
         self._flat_names: dict[str, str] = {}
+        self._all_weights: list[list[str]] = []  # torch.nn's: the names per layer and direction
         for k in range(num_layers):
             for d, cell_ in enumerate(self._cells_of(k)):
                 prefix = self._cell_prefix(k, d)
+                names = []
                 for name, _ in cell_.named_parameters():
                     flat = name.replace(".", "_") + f"_l{k}" + ("_reverse" if d else "")
                     self._flat_names[flat] = f"{prefix}.{name}"
+                    names.append(flat)
+                self._all_weights.append(names)
         self._nested_names = {v: k for k, v in self._flat_names.items()}
-        # (owner module, attribute) of each weight in torch.nn's order, for the fused kernel
+        # (owner module, attribute) of each weight in torch.nn's order
         self._weight_refs = [
             (self.get_submodule(n.rpartition(".")[0]), n.rpartition(".")[2])
             for n in self._flat_names.values()
         ]
+        # Each parameter is registered here too, under its torch.nn name, so that
+        # named_parameters() and parameters() give torch.nn's names and order (also
+        # from a model that holds this layer); the cells keep the same objects and
+        # compute with them.  state_dict() lists each once, by its torch.nn name.
+        for flat, (module, attr) in zip(self._flat_names, self._weight_refs):
+            self.register_parameter(flat, module._parameters[attr])
         self.register_state_dict_post_hook(_to_flat_names)
         self.register_load_state_dict_pre_hook(_from_flat_names)
+        self.register_load_state_dict_post_hook(_tie_after_load)
 
     def _torch_init(self, cell_options: dict) -> None:
         """The one initialisation of the default cells: torch.nn's for the parameters
@@ -141,18 +164,23 @@ class _TorchCompatible(nn.Module):
         """All cells, in torch.nn's order: layer by layer, forward before backward."""
         return [c for k in range(self.num_layers) for c in self._cells_of(k)]
 
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            nested = self.__dict__.get("_flat_names", {}).get(name)
-            if nested is None:
-                raise
-            return self.get_parameter(nested)
+    @property
+    def all_weights(self) -> list[list[nn.Parameter]]:
+        """The parameters per layer and direction, as torch.nn's ``all_weights``:
+        ``[[weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0], [..._l0_reverse], ...]``."""
+        return [[getattr(self, name) for name in names] for names in self._all_weights]
+
+    def _tie(self) -> None:
+        """Make each cell hold the very parameter registered here under its torch.nn
+        name: a conversion that replaces parameters (``to_empty``, swapping tensors
+        on ``.to()``) or ``load_state_dict(assign=True)`` makes new objects per module."""
+        for flat, (module, attr) in zip(self._flat_names, self._weight_refs):
+            if module._parameters[attr] is not self._parameters[flat]:
+                module._parameters[attr] = self._parameters[flat]
 
     @property
     def _flat_weights(self) -> list[Tensor]:
-        return [getattr(module, name) for module, name in self._weight_refs]
+        return [self._parameters[name] for name in self._flat_names]
 
     def flatten_parameters(self) -> None:
         """Lay the weights out in one block of memory, as cuDNN wants them.
@@ -185,6 +213,7 @@ class _TorchCompatible(nn.Module):
 
     def _apply(self, fn, recurse=True):
         result = super()._apply(fn, recurse)
+        self._tie()
         self.flatten_parameters()
         return result
 
@@ -192,7 +221,7 @@ class _TorchCompatible(nn.Module):
 
     # --- forward ---
 
-    def forward(self, input: Tensor | PackedSequence, hx=None, *, lengths=None):
+    def forward(self, input: Tensor | PackedSequence, hx=None, lengths=None):
         """torch.nn's forward: ``output, h_n`` (RNN, GRU) or ``output, (h_n, c_n)`` (LSTM).
 
         ``hx`` has shape ``(D * num_layers, N, H_out)`` (without N for unbatched
@@ -204,6 +233,9 @@ class _TorchCompatible(nn.Module):
         sequence's length are zero and ``h_n`` is taken at its last valid step.
         Inputs are checked as in :mod:`memnets.layers.sequence` (``L >= 1``,
         integer lengths in ``[1, L]``, the parameters' dtype outside autocast).
+        ``lengths`` may be given by position too, so that
+        ``torch.onnx.export(layer, (x,), dynamo=False)`` can call ``forward`` (that
+        exporter fills in every default by position); see docs/export.md.
         """
         check_dtype(input, self)
         if lengths is not None and self._can_fuse():
@@ -300,7 +332,10 @@ class _TorchCompatible(nn.Module):
         if packed:
             data, batch_sizes = input.data, input.batch_sizes
             sorted_idx, unsorted_idx = input.sorted_indices, input.unsorted_indices
-            N, unbatched = int(batch_sizes[0]), False
+            # the batch size from a shape where there is one (a traced graph keeps it
+            # variable; int() of a value would fix it to the example's)
+            N = int(batch_sizes[0]) if sorted_idx is None else sorted_idx.shape[0]
+            unbatched = False
             if data.dim() != 2 or data.shape[-1] != self.input_size:
                 to_time_major(input, input_size=self.input_size, batch_first=False)
         else:
@@ -351,17 +386,44 @@ class _TorchCompatible(nn.Module):
 
 
 def _to_flat_names(module: _TorchCompatible, state_dict, prefix: str, local_metadata) -> None:
+    """Keep each parameter once in a state_dict, under its torch.nn name (the
+    layer's own entry, already in torch.nn's order); drop the cells' entries."""
     for nested, flat in module._nested_names.items():
         key = prefix + nested
         if key in state_dict:
-            state_dict[prefix + flat] = state_dict.pop(key)
+            state_dict.setdefault(prefix + flat, state_dict.pop(key))
 
 
 def _from_flat_names(module: _TorchCompatible, state_dict, prefix: str, *args) -> None:
+    """A torch.nn-named entry loads both the layer's own entry and the cell's."""
     for flat, nested in module._flat_names.items():
         key = prefix + flat
         if key in state_dict:
-            state_dict[prefix + nested] = state_dict.pop(key)
+            state_dict[prefix + nested] = state_dict[key]
+
+
+def _tie_after_load(module: _TorchCompatible, incompatible_keys) -> None:
+    module._tie()
+
+
+def _registered_cell(name: str, bias: bool, options: dict, device, dtype) -> CellFactory:
+    """The factory of the one-layer cell registered as ``name``, with the layer's
+    cell options (``bias=False`` and ``device``/``dtype`` passed on when given)."""
+    if name not in cell_names():
+        multi = name in cell_names(layers=True)
+        raise ValueError(
+            f"expected cell to be a one-layer registered cell ({', '.join(cell_names())}) "
+            f"or a factory, got {name!r}"
+            + (" (a multi-layer cell: run it with memnets.layers.make_stack)" if multi else ""))
+    options = dict(options)
+    if not bias:
+        options["bias"] = False
+    options.update({k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None})
+
+    def factory(input_size: int, hidden_size: int) -> RecurrentCell:
+        return make_cell(name, input_size=input_size, hidden_size=hidden_size, **options)
+
+    return factory
 
 
 class RNN(_TorchCompatible):
@@ -374,10 +436,18 @@ class RNN(_TorchCompatible):
     nonlinearity='tanh', bias=True, batch_first=False, dropout=0.0,
     bidirectional=False``), plus
 
-    * ``cell``: a factory ``cell(input_size, hidden_size) -> RecurrentCell`` to
-      run another cell in the same deep/bidirectional layout (torch.nn-style
-      names ``<parameter>_l<k>[_reverse]`` are kept for its parameters);
+    * ``cell``: another cell in the same deep/bidirectional layout: a registered
+      one-layer cell name (``cell="scrn"``; the other keyword arguments are its
+      options, as for :func:`memnets.make_cell`; the layer's own cell's name is the
+      same as no ``cell``) or a factory ``cell(input_size, hidden_size) ->
+      RecurrentCell``.  torch.nn-style names ``<parameter>_l<k>[_reverse]`` are
+      kept for its parameters;
     * ``fused``: allow dispatch to torch's fused kernel (default True).
+
+    ``named_parameters()``, ``parameters()``, ``state_dict()`` and ``all_weights``
+    give torch.nn's names and order (``weight_ih_l0``, ``weight_hh_l0``,
+    ``bias_ih_l0``, ``bias_hh_l0``, then ``..._l0_reverse``, ``..._l1``), also
+    inside a model that holds the layer.
 
     Inputs: ``input`` ``(L, N, H_in)`` (``(N, L, H_in)`` with batch_first),
     ``(L, H_in)`` or a PackedSequence; ``hx`` ``(D * num_layers, N, H)``.
@@ -386,13 +456,13 @@ class RNN(_TorchCompatible):
     ``bias_hh_l{k}`` (and ``_reverse``), initialised from U(-1/sqrt(H), 1/sqrt(H)).
     """
 
-    _default_cell = ElmanCell
+    _default_cell, _default_name = ElmanCell, "elman"
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
                  dropout: float = 0.0, bidirectional: bool = False, **kwargs) -> None:
         self.nonlinearity = nonlinearity
-        if kwargs.get("cell") is None:
+        if kwargs.get("cell") in (None, self._default_name):
             kwargs["nonlinearity"] = nonlinearity
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, **kwargs)
@@ -424,7 +494,7 @@ class LSTM(_TorchCompatible):
     ``bias_hh_l{k}``, ``weight_hr_l{k}`` with ``proj_size`` (and ``_reverse``).
     """
 
-    _default_cell = LSTMCell
+    _default_cell, _default_name = LSTMCell, "lstm"
 
     @staticmethod
     def _standard(cell: LSTMCell) -> bool:
@@ -439,13 +509,20 @@ class LSTM(_TorchCompatible):
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, proj_size: int = 0, **kwargs) -> None:
         self.proj_size = proj_size
-        if kwargs.get("cell") is None:
+        if kwargs.get("cell") in (None, self._default_name):
             kwargs["proj_size"] = proj_size
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, **kwargs)
 
     _kernel = staticmethod(_VF.lstm)
     _cudnn_mode = "LSTM"
+
+    def _can_fuse(self) -> bool:
+        # ONNX's LSTM operator has no projection, and torch's exporter refuses the
+        # kernel with one: the generic cells are exported instead (docs/export.md)
+        if self.proj_size and torch.onnx.is_in_onnx_export():
+            return False
+        return super()._can_fuse()
 
     def _state_sizes(self) -> list[int]:
         cell = self.cells()[0]
@@ -474,7 +551,7 @@ class GRU(_TorchCompatible):
     ``bias_ih_l{k}``, ``bias_hh_l{k}`` (and ``_reverse``).
     """
 
-    _default_cell = GRUCell
+    _default_cell, _default_name = GRUCell, "gru"
     _kernel = staticmethod(_VF.gru)
     _cudnn_mode = "GRU"
 

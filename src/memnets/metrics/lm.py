@@ -1,4 +1,5 @@
-"""Language-modelling metrics: perplexity (words) and bits per character."""
+"""Language-modelling metrics: perplexity (words) and bits per token (per character
+for characters, per word for words)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,11 @@ def perplexity(mean_nll: float) -> float:
         return math.inf
 
 
-def bits_per_char(mean_nll: float) -> float:
-    r"""Bits per character :math:`-\frac{1}{T}\sum_t \log_2 p(c_t \mid c_{<t})` from the
-    mean negative log-likelihood in nats per character."""
+def bits_per_token(mean_nll: float) -> float:
+    r"""Bits per token :math:`-\frac{1}{T}\sum_t \log_2 p(x_t \mid x_{<t})` from the mean
+    negative log-likelihood in nats per token: bits per character for a character
+    model, bits per word for a word model."""
     return mean_nll / math.log(2.0)
+
+
+bits_per_char = bits_per_token  # the name for character models

@@ -137,6 +137,8 @@ class BabiTask(Task):
     main_metric = "mean_task_error"
     higher_is_better = False
     size_unit = "ex"
+    predict_input = "a question about the --story, in quotes"
+    one_input_options = ("png",)
 
     def __init__(self, data: BabiDataConfig, data_dir: Path | None = None) -> None:
         super().__init__(data, data_dir)
@@ -237,6 +239,11 @@ class BabiTask(Task):
         self._ls_best, self._ls_wait, self._ls_evals = math.inf, 0, 0
         return model
 
+    @classmethod
+    def model_cell(cls, config: BabiModelConfig) -> str | None:
+        """``model.cell`` for ``arch: lstm``; MemN2N has no recurrent cell."""
+        return config.cell if config.arch == "lstm" else None
+
     def _pe_width(self, config: BabiModelConfig) -> int | None:
         if config.pe_width == "sentence" or config.encoding == "bow":
             return None
@@ -327,27 +334,70 @@ class BabiTask(Task):
 
     # ------------------------------------------------------------------ use
 
-    def predict_parser(self) -> argparse.ArgumentParser:
-        p = argparse.ArgumentParser(
-            prog="memnets predict RUN_DIR",
-            description="Answer a question about a story you wrote and show which sentence "
-                        "each hop reads. Words the model never saw in training are left out "
-                        "(they would only add an untrained vector) and listed in the output.")
-        p.add_argument("--story",
-                       help="a text file of sentences ended by '.', one or more per line "
-                            "(bAbI's leading numbers and question lines are allowed and "
-                            "ignored)")
-        p.add_argument("--question", help='e.g. "Where is Mary?"')
-        p.add_argument("--test-task", type=int, metavar="T",
-                       help="instead of --story/--question: a question of bAbI task T's test "
-                            "split (supporting facts starred; needs the data)")
-        p.add_argument("--index", type=int, default=0,
-                       help="with --test-task: which of its test questions (default 0)")
-        p.add_argument("--png", help="also write the attention heatmap to this PNG file")
-        return p
+    def add_predict_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.description = (
+            "Answer questions about a story you wrote and show which sentence each hop "
+            "reads: memnets predict RUN_DIR --story FILE \"Where is Mary?\" (each INPUT, "
+            "--file line or standard input line with '-' is one question about the story). "
+            "Words the model never saw in training are left out (they would only add an "
+            "untrained vector) and listed in the output.")
+        parser.add_argument("--story",
+                            help="a text file of sentences ended by '.', one or more per line "
+                                 "(bAbI's leading numbers and question lines are allowed and "
+                                 "ignored)")
+        parser.add_argument("--question", help='a question, e.g. "Where is Mary?" (the same '
+                                               'as giving it as an INPUT)')
+        parser.add_argument("--test-task", type=int, metavar="T",
+                            help="instead of --story and questions: a question of bAbI task "
+                                 "T's test split (supporting facts starred; needs the data)")
+        parser.add_argument("--index", type=int, default=0,
+                            help="with --test-task: which of its test questions (default 0)")
+        parser.add_argument("--png", help="also write the attention heatmap to this PNG file "
+                                          "(one question)")
+
+    def predict_results(self, model: nn.Module, args: list[str]):
+        """As :meth:`Task.predict_results`, and ``--test-task T``: one test question."""
+        ns = self.predict_parser().parse_args(args)
+        if ns.test_task is None:
+            return super().predict_results(model, args)
+        if ns.story or ns.question or ns.inputs or ns.file:
+            raise ValueError("expected either --test-task or --story with questions")
+        model.eval()
+        with torch.no_grad():
+            result = self._explain_test_question(model, ns.test_task, ns.index, ns.png)
+        return [result], ns
+
+    def predict_inputs(self, ns) -> list[tuple[str, str]]:
+        if not ns.story:
+            raise ValueError("expected --story FILE and a question (or --test-task T)")
+        asked = [("--question", ns.question)] if ns.question else []
+        return asked + super().predict_inputs(ns)
+
+    def parse_input(self, line: str, ns) -> str:
+        if not any(t in self.vocab for t in tokenize(line)):
+            raise ValueError(f"no word of the question {line!r} is known to the model")
+        return line
+
+    def predict_batch(self, model: nn.Module, examples: list[str], ns) -> list[dict]:
+        path = Path(ns.story)
+        if not path.is_file():
+            raise DataError(f"story file not found: {path}")
+        sentences = read_story_file(path)
+        results = []
+        for question in examples:
+            answer, prob, story, attention, unknown = answer_question(
+                model, self.vocab, sentences, question, memory_size=self.config.memory_size)
+            r: dict = {"answer": answer, "probability": prob, "unknown": sorted(unknown),
+                       "story": [" ".join(s) for s in story],
+                       "attention": None if attention is None else attention.tolist()}
+            if ns.png and attention is not None:
+                r["heatmap"] = str(attention_heatmap(story, attention, ns.png,
+                                                     title=f"{question}  ->  {answer}"))
+            results.append(r)
+        return results
 
     def _explain_test_question(self, model: nn.Module, t: int, index: int,
-                               png: str | None) -> str:
+                               png: str | None) -> dict:
         """A test question of task ``t`` with each hop's attention (supporting facts starred)."""
         from memnets.data.babi import encode
 
@@ -362,53 +412,41 @@ class BabiTask(Task):
                              f"got {index}")
         ex = questions[index]
         batch = to_device(encode([ex], self.vocab), model_device(model))
-        model.eval()
-        with torch.no_grad():
-            out = model(batch.story, batch.story_lengths, batch.question,
-                        return_attention=isinstance(model, MemN2N))
+        out = model(batch.story, batch.story_lengths, batch.question,
+                    return_attention=isinstance(model, MemN2N))
         logits, attention = out if isinstance(out, tuple) else (out, None)
         answer = self.vocab.itos[int(logits[0].argmax())]
         question = " ".join(ex.question) + "?"
-        lines = [f"task {t} ({Path(ex.source).name}), test question {index}: predicted "
-                 f"{answer!r}, true {ex.answer_label!r}"]
-        if attention is None:
-            lines.append("(no attention to draw: this model is not a memory network)")
-            return "\n".join(lines)
-        lines.append(attention_table(list(ex.story), attention[0], question=question,
-                                     supporting=ex.supporting))
-        if png:
-            attention_heatmap(list(ex.story), attention[0], png, supporting=ex.supporting,
-                              title=f"task {t}: {question} -> {answer} "
-                                    f"(true: {ex.answer_label})")
-            lines.append(f"heatmap written to {png}")
-        return "\n".join(lines)
+        r: dict = {"input": f"task {t} ({Path(ex.source).name}), test question {index}",
+                   "question": question, "answer": answer, "true_answer": ex.answer_label,
+                   "story": [" ".join(s) for s in ex.story], "supporting": list(ex.supporting),
+                   "attention": None if attention is None else attention[0].cpu().tolist()}
+        if png and attention is not None:
+            r["heatmap"] = str(attention_heatmap(
+                list(ex.story), attention[0].cpu(), png, supporting=ex.supporting,
+                title=f"task {t}: {question} -> {answer} (true: {ex.answer_label})"))
+        return r
 
-    def predict(self, model: nn.Module, args: list[str]) -> str:
-        a = self.predict_parser().parse_args(args)
-        if a.test_task is not None:
-            if a.story or a.question:
-                raise ValueError("expected either --test-task or --story with --question")
-            return self._explain_test_question(model, a.test_task, a.index, a.png)
-        if not (a.story and a.question):
-            raise ValueError("expected --story FILE and --question TEXT (or --test-task T)")
-        path = Path(a.story)
-        if not path.is_file():
-            raise DataError(f"story file not found: {path}")
-        sentences = read_story_file(path)
-        answer, prob, story, attention, unknown = answer_question(
-            model, self.vocab, sentences, a.question, memory_size=self.config.memory_size)
-        lines = []
-        if unknown:
-            lines.append("unknown words left out: " + ", ".join(sorted(unknown)))
-        lines.append(f"answer: {answer}  (p = {prob:.3f})")
-        if attention is not None:
-            lines.append(attention_table(story, attention, question=a.question))
-            if a.png:
-                attention_heatmap(story, attention, a.png,
-                                  title=f"{a.question}  ->  {answer}")
-                lines.append(f"heatmap written to {a.png}")
-        elif a.png:
-            lines.append("(no attention to draw: this model is not a memory network)")
+    def format_prediction(self, result: dict, ns) -> str:
+        """The answer (and the true one for a test question), then each hop's attention
+        over the story's sentences."""
+        if "true_answer" in result:
+            lines = [f"{result['input']}: predicted {result['answer']!r}, "
+                     f"true {result['true_answer']!r}"]
+            question, supporting = result["question"], tuple(result["supporting"])
+        else:
+            lines = ["unknown words left out: " + ", ".join(result["unknown"])
+                     ] if result["unknown"] else []
+            lines.append(f"answer: {result['answer']}  (p = {result['probability']:.3f})")
+            question, supporting = result["input"], ()
+        if result["attention"] is None:
+            if "true_answer" in result or ns.png:
+                lines.append("(no attention to draw: this model is not a memory network)")
+            return "\n".join(lines)
+        lines.append(attention_table(result["story"], torch.tensor(result["attention"]),
+                                     question=question, supporting=supporting))
+        if "heatmap" in result:
+            lines.append(f"heatmap written to {result['heatmap']}")
         return "\n".join(lines)
 
 

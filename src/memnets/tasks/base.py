@@ -7,12 +7,16 @@ turns summed statistics into metrics.  The trainer (:mod:`memnets.train`) does
 the rest: optimisation, schedules, clipping, early stopping, checkpoints,
 logging, DDP.  See ``docs/engine.md`` for a walk-through.
 
-This module imports torch, :mod:`memnets.config` and :mod:`memnets.errors` only.
+This module imports torch, :mod:`memnets.config`, :mod:`memnets.errors` and the
+batching and text readers of :mod:`memnets.data`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +27,7 @@ from torch import Tensor, nn
 
 from memnets.config import DataConfig, ModelConfig
 from memnets.data.batching import BucketedBatches, ShardedBatches  # noqa: F401 (re-exported)
+from memnets.data.text import read_lines
 from memnets.errors import ConfigError, DataError
 
 SPLITS = ("train", "dev", "test")
@@ -66,6 +71,12 @@ class Task:
             ``state`` (detached) to the next training batch; it resets to ``None``
             at the start of each epoch and of each evaluation.  The task's
             :meth:`batches` must then yield consecutive chunks of the streams.
+        predict_input: what one input of ``memnets predict`` holds, for ``--help``
+            (``"a sentence"``); a task that predicts implements :meth:`parse_input`
+            and :meth:`predict_example` (or :meth:`predict_batch`), and
+            :meth:`format_prediction` for the text form.
+        one_input_options: ``memnets predict`` options that take a single input
+            (``("png",)``: one picture is written).
 
     Life cycle (the engine calls, in order):
         1. ``task = Cls(data_config, data_dir)`` — cheap, reads nothing.
@@ -89,6 +100,8 @@ class Task:
     size_unit: ClassVar[str] = "ex"
     stateful: ClassVar[bool] = False
     needs_data: ClassVar[bool] = True
+    predict_input: ClassVar[str] = "an input"
+    one_input_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, data: DataConfig, data_dir: Path | None = None) -> None:
         self.config = data
@@ -239,6 +252,14 @@ class Task:
         ``config.cell_options`` so that any registered cell can be swapped in."""
         raise NotImplementedError
 
+    @classmethod
+    def model_cell(cls, config: ModelConfig) -> str | None:
+        """The registered cell that the model of ``config`` runs (``config.cell``), or
+        ``None`` for a model without one (bAbI's MemN2N), whose ``model.cell`` changes
+        nothing: the train header then names no cell, ``results.json`` records
+        ``cell: null``, and ``memnets compare`` / ``sweep --models`` refuse the recipe."""
+        return config.cell
+
     def step(self, model: nn.Module, batch: Any, state: Any = None) -> StepOutput:
         """Loss and additive statistics of one batch.
 
@@ -280,16 +301,112 @@ class Task:
         return self.metrics(totals)
 
     # ------------------------------------------------------------------ use
+    #
+    # ``memnets predict RUN_DIR ARGS...``: the engine reads the inputs (each INPUT
+    # argument, each line of a --file, or of standard input for ``-``), and the
+    # task says how one input line becomes an example (parse_input) and what the
+    # model makes of a batch of them (predict_batch); the engine prints one
+    # result per input, as text (format_prediction) or as JSON lines (--json).
 
     def predict_parser(self) -> argparse.ArgumentParser:
-        """The argparse parser of ``memnets predict RUN_DIR ARGS...`` for this task."""
-        parser = argparse.ArgumentParser(prog=f"memnets predict RUN_DIR  (task {self.name})")
-        parser.add_argument("input", nargs="+", help="the input to predict on")
+        """The argparse parser of ``memnets predict RUN_DIR ARGS...``: the inputs
+        (``INPUT...``, ``--file PATH``, ``-`` for standard input), ``--json``, and
+        the task's own options (:meth:`add_predict_arguments`)."""
+        parser = argparse.ArgumentParser(
+            prog=f"memnets predict RUN_DIR  (task {self.name})",
+            description=f"Predict on each input ({self.predict_input}). Every INPUT "
+                        f"argument is one input, and so is every non-blank line of a --file "
+                        f"or, for '-', of standard input; the model is loaded once and one "
+                        f"result is printed per input, in order.")
+        parser.add_argument("inputs", nargs="*", metavar="INPUT",
+                            help=f"{self.predict_input}; '-' reads standard input, one input "
+                                 f"per line")
+        parser.add_argument("--file", action="append", default=[], metavar="PATH",
+                            help="read inputs from PATH, one per line (repeatable)")
+        parser.add_argument("--json", action="store_true",
+                            help="print one JSON object per input (JSON lines) instead of text")
+        self.add_predict_arguments(parser)
         return parser
 
-    def predict(self, model: nn.Module, args: list[str]) -> str:
-        """Parse ``args`` with :meth:`predict_parser`, run the model, return the text to print."""
+    def add_predict_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Optional: the task's own options of ``memnets predict`` (``--explain``, ...)."""
+
+    def predict_inputs(self, ns: argparse.Namespace) -> list[tuple[str, str]]:
+        """The inputs of a parsed ``memnets predict`` command as ``(where, line)``
+        pairs, ``where`` naming the input in messages (``input 2``, ``FILE:7``,
+        ``stdin:3``).  Blank lines of files and standard input are skipped."""
+        out: list[tuple[str, str]] = []
+        args = list(ns.inputs)
+        for k, text in enumerate(args, 1):
+            if text == "-":
+                lines = sys.stdin.read().split("\n")
+                out += [(f"stdin:{i}", s) for i, s in enumerate(lines, 1) if s.strip()]
+            else:
+                out.append((f"input {k}" if len(args) > 1 else "input", text))
+        for path in ns.file:
+            lines = read_lines(path, "a file of inputs, one per line")
+            out += [(f"{path}:{i}", s) for i, s in enumerate(lines, 1) if s.strip()]
+        return out
+
+    def parse_input(self, line: str, ns: argparse.Namespace) -> Any:
+        """One input line -> one example for :meth:`predict_batch`; raise
+        ``ValueError`` saying what was expected for a line the task cannot read."""
+        return line
+
+    def predict_batch(self, model: nn.Module, examples: list, ns: argparse.Namespace
+                      ) -> list[dict]:
+        """One JSON-serialisable result per example (the default runs
+        :meth:`predict_example` on each); a task whose model batches easily
+        overrides this."""
+        return [self.predict_example(model, e, ns) for e in examples]
+
+    def predict_example(self, model: nn.Module, example: Any, ns: argparse.Namespace) -> dict:
+        """The result of one example (a JSON-serialisable dict)."""
         raise NotImplementedError(f"task {self.name!r} does not implement predict")
+
+    def format_prediction(self, result: dict, ns: argparse.Namespace) -> str:
+        """The text printed for one result (default: ``key: value`` lines)."""
+        return "\n".join(f"{k}: {v}" for k, v in result.items() if k != "input")
+
+    def predict_results(self, model: nn.Module, args: list[str]) -> tuple[list[dict],
+                                                                           argparse.Namespace]:
+        """Parse ``args``, read every input, run the model once per batch of
+        ``data.eval_batch_size`` (or ``batch_size``) inputs; the results in input
+        order, each with its ``input`` line first."""
+        if (type(self).predict_example is Task.predict_example
+                and type(self).predict_batch is Task.predict_batch):
+            raise NotImplementedError(f"task {self.name!r} does not implement predict")
+        ns = self.predict_parser().parse_args(args)
+        inputs = self.predict_inputs(ns)
+        if not inputs:
+            raise ValueError("expected an input: INPUT..., --file PATH, or - to read "
+                             "standard input")
+        for option in self.one_input_options:
+            if getattr(ns, option, None) and len(inputs) > 1:
+                raise ValueError(f"--{option}: expected a single input, got {len(inputs)}")
+        examples = []
+        for where, line in inputs:
+            try:
+                examples.append(self.parse_input(line, ns))
+            except ValueError as e:
+                raise ValueError(str(e) if where == "input" else f"{where}: {e}") from None
+        size = max(1, self.config.eval_batch_size or self.config.batch_size)
+        model.eval()
+        results: list[dict] = []
+        with torch.no_grad():
+            for i in range(0, len(examples), size):
+                results += self.predict_batch(model, examples[i:i + size], ns)
+        return [{"input": line, **r} for (_, line), r in zip(inputs, results)], ns
+
+    def predict(self, model: nn.Module, args: list[str]) -> str:
+        """``memnets predict RUN_DIR ARGS...``: the text to print, one result per
+        input (results of several lines are separated by a blank line), or with
+        ``--json`` one JSON object per line."""
+        results, ns = self.predict_results(model, args)
+        if ns.json:
+            return "\n".join(json.dumps(json_safe(r)) for r in results)
+        texts = [self.format_prediction(r, ns) for r in results]
+        return ("\n\n" if any("\n" in t for t in texts) else "\n").join(texts)
 
     def build_ensemble(self, models: list[nn.Module]) -> nn.Module:
         """Optional: one model that combines ``models`` (trained runs of this task with
@@ -335,6 +452,18 @@ def detach_state(state):
     if isinstance(state, dict):
         return {k: detach_state(v) for k, v in state.items()}
     return state
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float written as a string (``"nan"``, ``"inf"``),
+    so that the JSON written is valid JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -9,7 +9,10 @@ one batch to the next.  Under DDP each process takes a contiguous block of
 stream rows.
 
 Metrics: ``loss`` (nats per token), ``perplexity`` (words; the main metric) and
-``bpc`` (bits per character; the main metric of the character task).
+the bits per token: ``bits_per_word`` for words, ``bpc`` (bits per character;
+the main metric of the character task) for characters.
+``memnets predict RUN_DIR "the company said it expects"`` prints a text's
+perplexity (one text per argument, ``--file`` line or standard input line).
 ``memnets generate RUN_DIR --prime "ROMEO:" --length 300 --temperature 0.8``
 samples text from a trained model.
 
@@ -37,7 +40,7 @@ from memnets.data.download import download
 from memnets.data.paths import DataError
 from memnets.data.ptb import PTB_SHA256, PTB_URL, load_ptb
 from memnets.data.vocab import Vocab
-from memnets.metrics.lm import bits_per_char, perplexity
+from memnets.metrics.lm import bits_per_token, perplexity
 from memnets.models.language_model import RNNLanguageModel
 from memnets.tasks import register_task
 from memnets.tasks.base import StepOutput, Task, model_device
@@ -115,6 +118,7 @@ class _LMTask(Task):
     size_unit = "tok"
     stateful = True
     higher_is_better = False
+    predict_input = "a text in quotes"
 
     def __init__(self, data: LMDataConfig, data_dir: Path | None = None) -> None:
         super().__init__(data, data_dir)
@@ -207,9 +211,21 @@ class _LMTask(Task):
         return StepOutput(loss=objective, size=n, state=state,
                           stats={"loss": loss.detach() * n, "count": n})
 
+    @property
+    def char_level(self) -> bool:
+        """Whether the tokens are characters (else words)."""
+        raise NotImplementedError
+
+    @property
+    def bits_metric(self) -> str:
+        """The name of the bits-per-token metric: ``bpc`` for characters,
+        ``bits_per_word`` for words."""
+        return "bpc" if self.char_level else "bits_per_word"
+
     def metrics(self, stats: dict[str, float]) -> dict[str, float]:
         nll = stats["loss"] / max(stats["count"], 1)
-        return {"loss": nll, "perplexity": perplexity(nll), "bpc": bits_per_char(nll)}
+        return {"loss": nll, "perplexity": perplexity(nll),
+                self.bits_metric: bits_per_token(nll)}
 
     # --- use ---
 
@@ -243,21 +259,26 @@ class _LMTask(Task):
         return self._join([a.prime] if a.prime else []) + self._join(
             self.vocab.decode(out.tolist()), continuation=bool(a.prime))
 
-    def predict(self, model, args: list[str]) -> str:
-        """``memnets predict RUN_DIR TEXT``: the text's perplexity (and bits per token)."""
-        p = argparse.ArgumentParser(prog=f"memnets predict RUN_DIR  (task {self.name})")
-        p.add_argument("text", nargs="+")
-        a = p.parse_args(args)
-        ids = self._encode_prime(" ".join(a.text))
+    def parse_input(self, line: str, ns) -> list[int]:
+        ids = self._encode_prime(line)
         if len(ids) < 2:
             raise ValueError("expected a text of at least two tokens")
+        return ids
+
+    def predict_example(self, model, ids: list[int], ns) -> dict:
+        """The text's negative log-likelihood, perplexity and bits per token, each
+        token predicted from the ones before it."""
         x = torch.tensor(ids, device=model_device(model)).view(1, -1)
-        model.eval()
-        with torch.no_grad():
-            loss, _ = model.loss(x[:, :-1], x[:, 1:])
+        loss, _ = model.loss(x[:, :-1], x[:, 1:])
         nll = float(loss)
-        return (f"tokens: {len(ids) - 1}  nll: {nll:.4f} nats/token  "
-                f"perplexity: {perplexity(nll):.2f}  bits/token: {bits_per_char(nll):.3f}")
+        return {"tokens": len(ids) - 1, "nll": nll, "perplexity": perplexity(nll),
+                self.bits_metric: bits_per_token(nll)}
+
+    def format_prediction(self, result: dict, ns) -> str:
+        unit = "char" if self.char_level else "word"
+        return (f"tokens: {result['tokens']}  nll: {result['nll']:.4f} nats/token  "
+                f"perplexity: {result['perplexity']:.2f}  "
+                f"bits/{unit}: {result[self.bits_metric]:.3f}")
 
 
 @register_task("language_model")
@@ -285,6 +306,10 @@ class WordLanguageModelTask(_LMTask):
             raise
         except (FileNotFoundError, ValueError) as e:
             raise DataError(str(e)) from None
+
+    @property
+    def char_level(self) -> bool:
+        return self.config.level == "char"
 
     @property
     def size_name(self) -> str:
@@ -334,6 +359,7 @@ class CharLanguageModelTask(_LMTask):
             raise DataError(str(e)) from None
 
     size_name = "characters"
+    char_level = True
 
     def _source(self, split: str) -> str:
         k = list(_SPLIT_NAMES).index(split)

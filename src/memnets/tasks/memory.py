@@ -162,6 +162,7 @@ class AddingTask(_MemoryTask):
     """The adding problem; metrics ``mse`` (main, lower is better) and ``baseline_mse``."""
 
     main_metric = "mse"
+    predict_input = "a number of the sequence, in [0, 1]"
 
     def make_example(self, g):
         T = self.config.T
@@ -196,39 +197,67 @@ class AddingTask(_MemoryTask):
     def baselines(self):
         return {"mse": 1.0 / 6.0}
 
-    def predict_parser(self):
-        p = argparse.ArgumentParser(
-            prog="memnets predict RUN_DIR", description="Sum the two marked numbers of a sequence.")
-        p.add_argument("values", nargs="+", type=float, help="the numbers, in [0, 1]")
-        p.add_argument("--marks", required=True,
-                       help="the two marked positions, 0-based, distinct, comma-separated "
-                            "(e.g. 3,17)")
-        return p
+    def add_predict_arguments(self, parser):
+        parser.description = (
+            "Sum the two marked numbers of each sequence. The numbers given as arguments "
+            "are one sequence (memnets predict RUN_DIR 0.5 0.25 0.1 0.9 --marks 0,2); each "
+            "non-blank line of a --file or, for '-', of standard input is another, its two "
+            "marked numbers starred (0.5* 0.25 0.1* 0.9) or none starred and --marks. The "
+            "model is loaded once and one result is printed per sequence, in order.")
+        parser.add_argument("--marks",
+                            help="the two marked positions, 0-based, distinct, comma-separated "
+                                 "(e.g. 3,17), of the sequences that star none")
 
-    def predict(self, model, args):
-        a = self.predict_parser().parse_args(args)
+    def predict_inputs(self, ns):
+        """The numbers given as arguments are one sequence; ``--file`` and ``-`` give one
+        sequence per line."""
+        values = [a for a in ns.inputs if a != "-"]
+        rest = argparse.Namespace(**{**vars(ns), "inputs": [a for a in ns.inputs if a == "-"]})
+        return ([("input", " ".join(values))] if values else []) + super().predict_inputs(rest)
+
+    def parse_input(self, line, ns):
+        tokens = line.split()
+        starred = [i for i, t in enumerate(tokens) if t.endswith("*")]
         try:
-            marks = [int(m) for m in a.marks.split(",")]
+            values = [float(t.removesuffix("*")) for t in tokens]
         except ValueError:
-            raise ValueError(f"--marks: expected two integers such as 3,17, got {a.marks!r}") \
-                from None
-        if len(marks) != 2 or not all(0 <= m < len(a.values) for m in marks):
-            raise ValueError(f"--marks: expected two positions in [0, {len(a.values)}), "
-                             f"got {a.marks!r}")
-        if marks[0] == marks[1]:
-            raise ValueError(f"--marks: expected two different positions, got {a.marks!r}")
-        bad = [(i, v) for i, v in enumerate(a.values) if not math.isfinite(v)]
+            raise ValueError(f"expected numbers separated by spaces, got {line!r}") from None
+        if starred:
+            marks, given = starred, " ".join(tokens[i] for i in starred)
+            if len(marks) != 2:
+                raise ValueError(f"expected two starred numbers, got {len(marks)}: {given}")
+        elif ns.marks is None:
+            raise ValueError("expected the two marked numbers: star them (0.5* 0.25 0.1* 0.9) "
+                             "or give --marks I,J")
+        else:
+            given = ns.marks
+            try:
+                marks = [int(m) for m in ns.marks.split(",")]
+            except ValueError:
+                raise ValueError(f"--marks: expected two integers such as 3,17, got "
+                                 f"{ns.marks!r}") from None
+            if len(marks) != 2 or not all(0 <= m < len(values) for m in marks):
+                raise ValueError(f"--marks: expected two positions in [0, {len(values)}), "
+                                 f"got {ns.marks!r}")
+            if marks[0] == marks[1]:
+                raise ValueError(f"--marks: expected two different positions, got {given!r}")
+        bad = [(i, v) for i, v in enumerate(values) if not math.isfinite(v)]
         if bad:
             i, v = bad[0]
             raise ValueError(f"expected finite values, got {v} at position {i}")
-        x = torch.zeros(1, len(a.values), 2)
-        x[0, :, 0] = torch.tensor(a.values)
+        return values, marks
+
+    def predict_example(self, model, example, ns):
+        values, marks = example
+        x = torch.zeros(1, len(values), 2)  # (1, T, 2): the number and its marker
+        x[0, :, 0] = torch.tensor(values)
         x[0, marks, 1] = 1.0
-        model.eval()
-        with torch.no_grad():
-            pred = float(model(x.to(model_device(model))).squeeze())
-        true = a.values[marks[0]] + a.values[marks[1]]
-        return f"prediction {pred:.4f}  (true sum {true:.4f})"
+        pred = float(model(x.to(model_device(model))).squeeze())
+        return {"marks": marks, "prediction": pred,
+                "true_sum": values[marks[0]] + values[marks[1]]}
+
+    def format_prediction(self, result, ns):
+        return f"prediction {result['prediction']:.4f}  (true sum {result['true_sum']:.4f})"
 
 
 @register_task("copy")

@@ -5,11 +5,14 @@ with ``data.phrases: true``, on every labelled phrase of the training trees;
 dev and test are whole sentences.  The model is
 :class:`memnets.models.classifier.SequenceClassifier` over any registered cell.
 Pretrained word vectors in GloVe's text format are read from ``data.vectors``
-when given (none ship with memnets).
+when given (none ship with memnets), once, when a run starts: they then live in
+the embedding's weights, so ``eval``, ``predict`` and ``--resume`` never read the
+file again.
 
 Metrics: ``accuracy`` (percent; the main metric) and ``loss``.
 ``memnets predict RUN_DIR "a gorgeous , witty , seductive movie ."`` prints
-the class probabilities.
+the class probabilities (one sentence per argument, ``--file`` line or standard
+input line with ``-``), and lists the words the model never saw in training.
 
 Recipes: ``sst2-lstm``, ``sst2-bilstm``, ``sst5-lstm``, ``sst5-bilstm`` and
 their ``_phrases`` variants.
@@ -17,7 +20,6 @@ their ``_phrases`` variants.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -48,7 +50,9 @@ class SSTDataConfig(DataConfig):
         classes: 2 (SST-2, neutral removed) or 5 (SST-5).
         phrases: train on every labelled phrase of the training trees.
         path: the SST folder (``sentences/`` and ``trees/``), relative to the data root.
-        vectors: a GloVe-format text file of pretrained word vectors, or ``None``.
+        vectors: a GloVe-format text file of pretrained word vectors, or ``None``;
+            a relative path is taken from the current directory when the recipe is
+            read, and ``config.yaml`` records it absolute.
         min_freq: keep training words seen at least this often.
         download: fetch missing SST files from their public addresses (sha256 checked).
     """
@@ -62,6 +66,10 @@ class SSTDataConfig(DataConfig):
     download: bool = True
 
     RANGES: ClassVar[dict[str, str]] = {"min_freq": ">= 1"}
+
+    def __post_init__(self) -> None:
+        if self.vectors:
+            self.vectors = str(Path(self.vectors).expanduser().absolute())
 
 
 @dataclass
@@ -85,11 +93,13 @@ class SentimentTask(Task):
     ModelConfig = SSTModelConfig
     main_metric = "accuracy"
     higher_is_better = True
+    predict_input = "a sentence in quotes, lowercased and tokenised like SST"
 
     def __init__(self, data: SSTDataConfig, data_dir: Path | None = None) -> None:
         super().__init__(data, data_dir)
         self.vocab: Vocab | None = None
         self._data: dict | None = None
+        self._fresh = False  # set up from the data (not restored): read data.vectors
 
     def _folder(self) -> Path:
         path = Path(self.config.path)
@@ -144,6 +154,7 @@ class SentimentTask(Task):
     def setup(self) -> None:
         self.vocab = Vocab.build((t for t, _ in self._load()["train"]),
                                  min_freq=self.config.min_freq)
+        self._fresh = True
 
     def state_dict(self) -> dict:
         return {"vocab": self.vocab.to_dict()}
@@ -167,10 +178,9 @@ class SentimentTask(Task):
 
     def build_model(self, config: SSTModelConfig) -> nn.Module:
         pretrained = None
-        if self.config.vectors:
-            path = Path(self.config.vectors)
-            path = path if path.is_absolute() else self.data_dir / path
-            pretrained, found = load_word_vectors(path, self.vocab, dim=config.embedding_size)
+        if self.config.vectors and self._fresh:  # a restored run has them in its weights
+            pretrained, found = load_word_vectors(self.config.vectors, self.vocab,
+                                                  dim=config.embedding_size)
             print(f"sentiment: {found} of {len(self.vocab)} words have pretrained vectors")
         return SequenceClassifier(
             len(self.vocab), config.embedding_size, config.hidden_size, self.config.classes,
@@ -203,19 +213,31 @@ class SentimentTask(Task):
         counts = torch.bincount(torch.tensor([y for _, y in self._load()["train"]]))
         return {"accuracy (majority class of train)": 100.0 * float(counts.max() / counts.sum())}
 
-    def predict_parser(self) -> argparse.ArgumentParser:
-        p = argparse.ArgumentParser(prog="memnets predict RUN_DIR  (task sentiment)")
-        p.add_argument("text", nargs="+", help="a sentence (lowercased and tokenised like SST)")
-        return p
+    def parse_input(self, line: str, ns) -> list[str]:
+        words = line.lower().split()
+        if not words:
+            raise ValueError("expected a sentence of at least one word, got none")
+        return words
 
-    def predict(self, model, args: list[str]) -> str:
-        a = self.predict_parser().parse_args(args)
-        words = " ".join(a.text).lower().split()
-        x = torch.tensor([self.vocab.encode(words)], device=model_device(model))
-        model.eval()
-        with torch.no_grad():
-            probs = torch.softmax(model(x, torch.tensor([len(words)])), -1)[0]
+    def predict_batch(self, model, examples: list[list[str]], ns) -> list[dict]:
+        """The class probabilities of each sentence, and its words the model never saw
+        in training (read as ``<unk>``)."""
+        x, lengths, _ = self.collate([(self.vocab.encode(w), 0) for w in examples])
+        probs = torch.softmax(model(x.to(model_device(model)), lengths), -1).cpu()  # (N, C)
         names = LABELS[self.config.classes]
-        best = int(probs.argmax())
-        lines = [f"{names[best]}"] + [f"  {n:>14}: {float(p):.3f}" for n, p in zip(names, probs)]
+        results = []
+        for words, p in zip(examples, probs.tolist()):
+            r = {"label": names[max(range(len(p)), key=p.__getitem__)],
+                 "probabilities": dict(zip(names, p))}
+            unknown = sorted({w for w in words if w not in self.vocab})
+            if unknown:
+                r["unknown"] = unknown
+            results.append(r)
+        return results
+
+    def format_prediction(self, result: dict, ns) -> str:
+        lines = [result["label"]] + [f"  {n:>14}: {p:.3f}"
+                                     for n, p in result["probabilities"].items()]
+        if result.get("unknown"):
+            lines.append("unknown words (read as <unk>): " + ", ".join(result["unknown"]))
         return "\n".join(lines)

@@ -21,8 +21,6 @@ import argparse
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
 from memnets.cells.base import check_size, check_sizes
 from memnets.config import DataConfig, ModelConfig
 from memnets.data.atis import (
@@ -199,6 +197,8 @@ class SlotFillingTask(Task):
     main_metric = "slot_f1"
     higher_is_better = True
     size_unit = "ex"
+    predict_input = "an utterance in quotes, words separated by spaces"
+    one_input_options = ("png",)
 
     def __init__(self, data: SlotDataConfig, data_dir=None) -> None:
         super().__init__(data, data_dir)
@@ -418,12 +418,10 @@ class SlotFillingTask(Task):
 
     # ------------------------------------------------------------------ use
 
-    def predict_parser(self) -> argparse.ArgumentParser:
-        parser = argparse.ArgumentParser(
-            prog="memnets predict RUN_DIR", description="Tag every word with its slot and "
-            "print the intent: memnets predict RUN_DIR \"show me flights from boston to denver\""
-        )
-        parser.add_argument("text", nargs="+", help="the utterance (words separated by spaces)")
+    def add_predict_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.description = ("Tag every word with its slot and print the intent: "
+                              "memnets predict RUN_DIR \"show me flights from boston to "
+                              "denver\". " + parser.description)
         parser.add_argument("--explain", action="store_true",
                             help="also print each word's weight in the intent's attention "
                                  "(the mean over heads and ensemble members) and the most "
@@ -431,22 +429,21 @@ class SlotFillingTask(Task):
         parser.add_argument("--top", type=int, default=3,
                             help="intents listed with --explain (default 3)")
         parser.add_argument("--png", help="write the intent attention (words across, each "
-                                          "head and member down) to this PNG file")
-        return parser
+                                          "head and member down) to this PNG file (one "
+                                          "utterance)")
 
-    def predict(self, model: SlotTagger, args: list[str]) -> str:
-        ns = self.predict_parser().parse_args(args)
-        words = " ".join(ns.text).split()
+    def parse_input(self, line: str, ns) -> Utterance:
+        words = line.split()
         if not words:
             raise ValueError("expected an utterance of at least one word, got none")
-        u = Utterance(tuple(words), ("O",) * len(words), None)
-        batch = self.collate([u]).to(model_device(model))
-        model.eval()
-        with torch.no_grad():
-            out = model(batch.words, batch.chars, batch.lengths)
+        return Utterance(tuple(words), ("O",) * len(words), None)
+
+    def predict_batch(self, model: SlotTagger, examples: list[Utterance], ns) -> list[dict]:
+        """Slots and intent of each utterance; with ``--explain`` / ``--png`` also each
+        word's intent attention (the mean over heads and members) and the likely intents."""
+        batch = self.collate(examples).to(model_device(model))
+        out = model(batch.words, batch.chars, batch.lengths)
         tags, intents = self.decode(model, out, batch)
-        width = max(len(w) for w in words)
-        lines = [f"{w:<{width}}  {t}" for w, t in zip(words, tags[0])]
         explain = ns.explain or ns.png
         if explain and intents[0] is None:
             raise ValueError("expected a run with an intent head for --explain/--png; "
@@ -458,34 +455,55 @@ class SlotFillingTask(Task):
                 raise ValueError(f"expected a run whose intent is pooled by attention for "
                                  f"--explain/--png, got intent_pooling="
                                  f"{model.config.intent_pooling!r}")
-            attention = attention[0].cpu()  # (L, members * heads)
-        if ns.explain:
-            tag_width = max(len(t) for t in tags[0])
-            mean = attention.mean(1)
-            lines = [f"{w:<{width}}  {t:<{tag_width}}  {a:.2f}"
-                     for w, t, a in zip(words, tags[0], mean.tolist())]
-            lines.insert(0, f"{'word':<{width}}  {'slot':<{tag_width}}  attention")
-        if intents[0] is not None:
-            lines.append(f"intent: {intents[0]}")
-        if ns.explain:
-            probs = out.intent_logits[0].softmax(-1).cpu()
-            top = probs.topk(min(max(ns.top, 1), len(probs)))
-            names = self.vocabs.intents.decode(top.indices.tolist())
+            attention = attention.cpu()  # (N, L, members * heads)
+        results = []
+        for k, u in enumerate(examples):
+            r: dict = {"words": list(u.words), "slots": list(tags[k])}
+            if intents[k] is not None:
+                r["intent"] = intents[k]
+            if ns.explain:
+                r["attention"] = attention[k, :len(u.words)].mean(1).tolist()
+                probs = out.intent_logits[k].softmax(-1).cpu()
+                top = probs.topk(min(max(ns.top, 1), len(probs)))
+                names = self.vocabs.intents.decode(top.indices.tolist())
+                r["likely_intents"] = [[n, p] for n, p in zip(names, top.values.tolist())]
+            if ns.png:
+                r["attention_map"] = str(self._attention_png(
+                    model, attention[k, :len(u.words)], list(u.words), intents[k], ns.png))
+            results.append(r)
+        return results
+
+    def _attention_png(self, model: SlotTagger, attention, words: list[str], intent: str,
+                       path: str):
+        """The intent attention ``(L, members * heads)`` of one utterance as a heatmap."""
+        from memnets.figures import weight_heatmap  # matplotlib only when asked
+
+        heads = model.config.intent_heads
+        members = attention.shape[1] // heads
+        rows = [" ".join(([f"member {m + 1}"] if members > 1 else [])
+                         + ([f"head {k + 1}"] if heads > 1 or members == 1 else []))
+                for m in range(members) for k in range(heads)]
+        L, R = attention.shape
+        return weight_heatmap(attention.T, path, columns=words, rows=rows,
+                              title=f"intent: {intent}", size=(2 + 0.7 * L, 1.3 + 0.35 * R),
+                              rotate_columns=True, annotate=R <= 12 and L <= 30)
+
+    def format_prediction(self, result: dict, ns) -> str:
+        """One word per line with its slot (and attention), then the intent."""
+        words, tags = result["words"], result["slots"]
+        width = max(len(w) for w in words)
+        if "attention" in result:
+            tag_width = max(len(t) for t in tags)
+            lines = [f"{'word':<{width}}  {'slot':<{tag_width}}  attention"]
+            lines += [f"{w:<{width}}  {t:<{tag_width}}  {a:.2f}"
+                      for w, t, a in zip(words, tags, result["attention"])]
+        else:
+            lines = [f"{w:<{width}}  {t}" for w, t in zip(words, tags)]
+        if "intent" in result:
+            lines.append(f"intent: {result['intent']}")
+        if "likely_intents" in result:
             lines.append("likely intents: " + ", ".join(
-                f"{n} {p:.3f}" for n, p in zip(names, top.values.tolist())))
-        if ns.png:
-            from memnets.figures import weight_heatmap  # matplotlib only when asked
-
-            heads = model.config.intent_heads
-            members = attention.shape[1] // heads
-            rows = [" ".join(([f"member {m + 1}"] if members > 1 else [])
-                             + ([f"head {k + 1}"] if heads > 1 or members == 1 else []))
-                    for m in range(members) for k in range(heads)]
-            L, R = attention.shape
-            path = weight_heatmap(attention.T, ns.png, columns=words, rows=rows,
-                                  title=f"intent: {intents[0]}",
-                                  size=(2 + 0.7 * L, 1.3 + 0.35 * R), rotate_columns=True,
-                                  annotate=R <= 12 and L <= 30)
-            lines.append(f"attention map: {path}")
+                f"{n} {p:.3f}" for n, p in result["likely_intents"]))
+        if "attention_map" in result:
+            lines.append(f"attention map: {result['attention_map']}")
         return "\n".join(lines)
-

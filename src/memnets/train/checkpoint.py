@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import math
 import os
 import random
 import re
@@ -43,6 +42,7 @@ from torch import Tensor, nn
 
 from memnets.cells.base import STATE_TYPES
 from memnets.errors import CheckpointError, TrainingError, shorten
+from memnets.tasks.base import json_safe  # noqa: F401 (re-exported)
 
 CHECKPOINTS = "checkpoints"
 
@@ -62,18 +62,6 @@ def atomic_write_text(path: Path, text: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def json_safe(obj: Any) -> Any:
-    """``obj`` with every non-finite float written as a string (``"nan"``, ``"inf"``),
-    so that the JSON written is valid JSON."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
 
 
 def _umask() -> int:

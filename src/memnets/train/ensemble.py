@@ -58,7 +58,7 @@ def make_ensemble(runs: list[str | Path], out: str | Path, *, which: str = "best
          "checkpoint": which}, indent=1))
     config, task, model = load_run(out, which=which, device=device, check_data=True)
     bs = config.data.eval_batch_size or config.data.batch_size
-    results: dict = {"task": config.task, "cell": config.model.cell,
+    results: dict = {"task": config.task, "cell": task.model_cell(config.model),
                      "members": [str(r) for r in runs], "main_metric": task.main_metric,
                      "baselines": task.baselines()}
     trained = 0.0

@@ -19,7 +19,7 @@ def _run_label(run_dir: Path) -> str:
     results = run_dir / "results.json"
     if results.is_file():
         r = json.loads(results.read_text())
-        return f"{r.get('cell', run_dir.name)} ({run_dir.name})"
+        return f"{r.get('cell') or run_dir.name} ({run_dir.name})"
     return run_dir.name
 
 

@@ -7,7 +7,9 @@ one after the other or ``--jobs N`` at a time, then writes ``OUT/sweep.json``
 and ``OUT/sweep.md``: each run's settings, dev and test main metric, steps and
 wall time; the mean and standard deviation over seeds of each setting; and the
 run (or, with ``--per KEY``, the run for each value of ``KEY``) that the
-selection rule picks on **dev**.  ``memnets compare`` is the case ``--models``.
+selection rule picks on **dev**.  ``memnets compare`` is the case ``--models``;
+a recipe whose model runs no cell (:meth:`~memnets.tasks.base.Task.model_cell`:
+bAbI's MemN2N) cannot vary it.
 
 A run already in ``OUT/<name>`` is resumed (a finished one is reused) only if
 its resolved recipe equals the one asked for; otherwise the sweep stops before
@@ -41,6 +43,9 @@ from memnets.train.runs import read_run_config
 
 # fields that do not change what a run computes (ignored when reusing a run)
 PRESENTATION = {("trainer", "progress"), ("trainer", "tensorboard"), ("trainer", "device")}
+# and those that `memnets train --resume` may change besides: the budget
+RESUMABLE = PRESENTATION | {("trainer", "max_steps"), ("trainer", "max_epochs"),
+                            ("trainer", "max_minutes"), ("trainer", "early_stopping")}
 
 
 @dataclass
@@ -131,14 +136,17 @@ def plan_runs(*, overrides: list[str], seeds: list[int] | None = None,
 # --------------------------------------------------------------------------- reuse
 
 
-def config_differences(have: dict, want: dict) -> list[str]:
-    """``section.field (X there, Y asked)`` for every field that differs."""
+def config_differences(have: dict, want: dict, ignore: set = PRESENTATION) -> list[str]:
+    """``section.field (X there, Y asked)`` for every field that differs, apart from
+    the ``(section, field)`` pairs in ``ignore``."""
     diff = []
-    for section in sorted(set(have) | set(want)):
+    # top-level values (the task) first, then the sections
+    for section in sorted(set(have) | set(want),
+                          key=lambda k: (isinstance(have.get(k), dict), k)):
         a, b = have.get(section), want.get(section)
         if isinstance(a, dict) and isinstance(b, dict):
             for k in sorted(set(a) | set(b)):
-                if (section, k) not in PRESENTATION and a.get(k) != b.get(k):
+                if (section, k) not in ignore and a.get(k) != b.get(k):
                     diff.append(f"{section}.{k} ({_fmt(a.get(k))} there, {_fmt(b.get(k))} asked)")
         elif a != b:
             diff.append(f"{section} ({_fmt(a)} there, {_fmt(b)} asked)")
@@ -174,6 +182,12 @@ def run_sweep(recipe: str, runs: list[PlannedRun], out: Path, *, jobs: int = 1,
     if jobs < 1:
         raise ConfigError(f"--jobs: expected at least 1, got {jobs}")
     configs = [load_config(recipe, r.overrides) for r in runs]
+    for r, c in zip(runs, configs):
+        if "model.cell" in r.settings and get_task(c.task).model_cell(c.model) is None:
+            raise ConfigError(f"--models: the {c.task} model of run {r.name!r} has no "
+                              f"recurrent cell, so model.cell changes nothing and every cell "
+                              f"would train the same model; expected a recipe whose model "
+                              f"runs a cell")
     resume = [reusable(out / r.name, c) for r, c in zip(runs, configs)]
     out.mkdir(parents=True, exist_ok=True)
 

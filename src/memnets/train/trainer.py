@@ -87,6 +87,13 @@ def _better(a: float, b: float | None, higher: bool) -> bool:
     return a > b if higher else a < b
 
 
+def _epoch_number(prog: Progress) -> int:
+    """The 1-based epoch that the last step belongs to: the one in progress, or the
+    one that just ended (so that an evaluation at the end of epoch 2 is epoch 2 in
+    the log lines and in ``metrics.jsonl`` alike)."""
+    return prog.epoch if prog.batch == 0 and prog.step > 0 else prog.epoch + 1
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -218,10 +225,11 @@ class Trainer:
         autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
                     if tc.precision == "bf16" else nullcontext())
         n_params = sum(p.numel() for p in model.parameters())
-        self.log(f"task {cfg.task}, model {type(model).__name__} ({cfg.model.cell}, "
-                 f"{n_params:,} parameters), {budget} steps of batch {cfg.data.batch_size} on "
-                 f"{self.device}" + (f" x {d.world_size} processes" if d.enabled else "")
-                 + f" -> {run_dir}")
+        cell = task.model_cell(cfg.model)  # None: the model runs no cell (MemN2N)
+        about = (f"{cell}, " if cell is not None else "") + f"{n_params:,} parameters"
+        self.log(f"task {cfg.task}, model {type(model).__name__} ({about}), {budget} steps "
+                 f"of batch {cfg.data.batch_size} on {self.device}"
+                 + (f" x {d.world_size} processes" if d.enabled else "") + f" -> {run_dir}")
 
         bar = None
         if tc.progress and d.is_main and not self.quiet and sys.stderr.isatty():
@@ -239,7 +247,7 @@ class Trainer:
             kept = (f"the last good checkpoint is {where}" if where is not None
                     else "no checkpoint had been written yet")
             at = prog.step if step is None else step
-            return _Diverged(f"{what} at step {at} (epoch {prog.epoch + 1}): "
+            return _Diverged(f"{what} at step {at} (epoch {_epoch_number(prog)}): "
                                  f"training stopped; {kept}. Try a lower optimizer.lr or "
                                  f"optimizer.grad_clip")
 
@@ -278,23 +286,27 @@ class Trainer:
                 metrics = task.evaluate(model, split, batch_size=eval_bs, rank=d.rank,
                                         world_size=d.world_size)
                 main = metrics.get(task.main_metric)
-            logger.log({"step": prog.step, "epoch": prog.epoch, "split": split,
+            logger.log({"step": prog.step, "epoch": _epoch_number(prog), "split": split,
                         "time": time.perf_counter() - start, **metrics})
             if not math.isfinite(main):
                 raise stopped(f"{split} {task.main_metric} is {main}")
             improved = _better(main, prog.best, task.higher_is_better)
+            tied = not improved and main == prog.best
             if improved:
                 prog.best, prog.best_step, prog.bad_evals = main, prog.step, 0
-            else:
+            else:  # a tie is no improvement (early stopping, plateau) but moves `best`
                 prog.bad_evals += 1
+                if tied:
+                    prog.best_step = prog.step
             prog.last_metrics = metrics
             prog.last_eval = prog.step
             if schedule.observe(main):
                 self.log(f"step {prog.step}: {split} {task.main_metric} did not improve; "
                          f"learning rate now {schedule.lr(prog.step, prog.epoch):.3g}")
-            checkpoint(("latest", "best") if improved else ("latest",))
-            when = (f"end of epoch {prog.epoch}" if prog.batch == 0 and prog.step > 0
-                    else f"epoch {prog.epoch + 1}")
+            checkpoint(("latest", "best") if improved or tied else ("latest",))
+            epoch = _epoch_number(prog)
+            when = f"end of epoch {epoch}" if prog.batch == 0 and prog.step > 0 else \
+                f"epoch {epoch}"
             msg = f"step {prog.step} ({when}): {split} {format_metrics(metrics)}"
             if bar is None:
                 self.log(msg)
@@ -344,8 +356,8 @@ class Trainer:
                         stats = all_reduce_stats(window)
                         rate = window_size * d.world_size / max(now - window_t, 1e-9)
                         metrics = task.metrics(stats) if stats else {}
-                        row = {"step": prog.step, "epoch": prog.epoch, "split": "train",
-                               "time": now - start, "lr": lr, **metrics,
+                        row = {"step": prog.step, "epoch": _epoch_number(prog),
+                               "split": "train", "time": now - start, "lr": lr, **metrics,
                                f"{task.size_unit}_per_s": rate}
                         if grad_norm is not None:
                             row["grad_norm"] = grad_norm
@@ -353,7 +365,7 @@ class Trainer:
                         if bar is not None:
                             main = metrics.get(task.main_metric, float(loss.detach()))
                             bar.set_description_str(
-                                f"ep {prog.epoch + 1} loss {float(loss.detach()):.4g} "
+                                f"ep {_epoch_number(prog)} loss {float(loss.detach()):.4g} "
                                 f"{task.main_metric} {main:.4g} {rate:,.0f} {task.size_unit}/s")
                         window, window_size, window_t = {}, 0, now
                     stop_early = False
@@ -430,7 +442,8 @@ class Trainer:
             load_model_weights(model, self.run_dir / "checkpoints" / name / "model.safetensors")
         splits = [s for s in ("dev", "test") if s in task.splits()
                   and (s != "test" or cfg.trainer.test)]
-        results: dict = {"task": cfg.task, "cell": cfg.model.cell, "steps": prog.step,
+        results: dict = {"task": cfg.task, "cell": task.model_cell(cfg.model),
+                         "steps": prog.step,
                          "epochs_completed": prog.epoch, "wall_seconds": wall,
                          "checkpoint": name, "best_step": prog.best_step,
                          "main_metric": task.main_metric, "baselines": task.baselines()}
