@@ -121,6 +121,20 @@ def lstm_section(sweep: dict) -> dict:
     }
 
 
+def made(s: dict) -> str:
+    """``git COMMIT, DATE`` of a section (older sections have no date)."""
+    return f"git {s['git_commit']}" + (f", {s['date']}" if s.get("date") else "")
+
+
+def former_script_warning(s: dict) -> list[str]:
+    """A note for a section made before every run went through ``memnets sweep``."""
+    if s["command"].startswith("memnets "):
+        return []
+    return ["**Not yet re-run through `memnets sweep`**: these runs were trained by the "
+            "engine's `train()` inside the former per-seed loop of `scripts/` that "
+            "`memnets sweep` replaced; the sweep's re-run is under way (see the notes).", ""]
+
+
 def joint_markdown(key: str, s: dict) -> str:
     out = [f"## {TITLES.get(key, key)}", ""]
     cfg = s["config"]
@@ -128,8 +142,9 @@ def joint_markdown(key: str, s: dict) -> str:
     ls = (f"for {m['ls_epochs']} epochs" if m["ls_epochs"]
           else "until the dev loss stops falling")
     out += [
-        f"Command: `{s['command']}` (git {s['git_commit']}, {s['date']}).",
+        f"Command: `{s['command']}` ({made(s)}).",
         "",
+        *former_script_warning(s),
         f"Model: MemN2N, {m['hops']} hops, {ENCODING_NAMES.get(m['encoding'], m['encoding'])}"
         f"{' with one J (the longest sentence)' if m.get('pe_width') == 'max' else ''}, temporal "
         f"{'with' if m['temporal'] else 'without'} random noise {m['random_noise']}, "
@@ -146,8 +161,8 @@ def joint_markdown(key: str, s: dict) -> str:
         f"Repeats: {s['repeats']} (seeds {', '.join(str(r['seed']) for r in s['runs'])}); kept: "
         f"seed {s['selected_seed']}, the lowest dev (10% of train) mean task error (the "
         "sweep's `best` rule)"
-        + (f"; test mean over the seeds {s['test_mean_over_runs']:.2f}%." if s['repeats'] > 1
-           else "."),
+        + (f"; test mean over the seeds {s['test_mean_over_runs']:.2f}%."
+           if s.get("test_mean_over_runs") is not None and s["repeats"] > 1 else "."),
         "",
         "| seed | dev mean error % | test mean error % | wall s |",
         "|---:|---:|---:|---:|",
@@ -188,11 +203,12 @@ def lstm_markdown(key: str, s: dict) -> str:
     m = s["model"]
     paper = {int(k): v for k, v in s.get("paper_per_task_error", {}).items()}
     out = [f"## LSTM baseline ({key.split('-', 1)[1]}, each task alone)", "",
-           f"Command: `{s['command']}` (git {s['git_commit']}, {s['date']}); recipe "
+           f"Command: `{s['command']}` ({made(s)}); recipe "
            f"`{s['recipe']}`: "
            f"the story's words then the question's, read by one {m['cell'].upper()} of "
            f"{m['hidden_size']} units over {m['embed_dim']}-d embeddings, the last state "
            "classified (Weston et al. 2015's baseline; Adam, not their SGD).", "",
+           *former_script_warning(s),
            "| task | ours: test error % | Weston et al. 2015 LSTM |", "|---|---:|---:|"]
     for t in range(1, 21):
         ours = s["per_task_error"].get(str(t))
