@@ -1,12 +1,14 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run    create .venv, install memnets, run the default job
-#   make test   the same set-up, then the linter and the test suite
+#   make test   the same set-up, then the linter, the docs build and the test suite
+#               (with the docstrings' examples: tests/test_docs_build.py runs them)
+# make docs builds the guides and the API reference into docs/_build/html.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # torch's CPU build; override on a GPU machine, e.g. make TORCH_SPEC=torch test
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: run test lint bench install clean
+.PHONY: run test lint docs bench install clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,13 +24,17 @@ run: install
 	$(VENV)/bin/memnets compare adding --models lstm,elman --out runs/default
 
 lint: install
-	$(PY) -m ruff check src tests benchmarks scripts
+	$(PY) -m ruff check src tests benchmarks scripts docs/conf.py
 
-test: lint
+# every Sphinx warning is an error (-W), and all of them are listed before it stops
+docs: install
+	$(PY) -m sphinx -b html -W --keep-going -q -j auto docs docs/_build/html
+
+test: lint docs
 	$(PY) -m pytest -q
 
 bench: install
 	$(PY) benchmarks/rnn_speed.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info
+	rm -rf $(VENV) build src/*.egg-info docs/_build

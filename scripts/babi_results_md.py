@@ -15,7 +15,8 @@ per-task protocol).  Each sweep.json is copied beside the page
 (``results/babi_<key>_sweep.json``) so that the figures and the commands that made
 them stay together.  The notes section comes from ``--notes FILE`` (Markdown)
 when given; without it, the ``## Notes`` section of the page being replaced is
-kept.  Sections of results/babi.json that no ``--sweep`` names are kept.
+kept, and so is its explanation section (with its pictures) when no ``--explain-run``
+is given.  Sections of results/babi.json that no ``--sweep`` names are kept.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def former_script_warning(s: dict) -> list[str]:
         return []
     return ["**Not yet re-run through `memnets sweep`**: these runs were trained by the "
             "engine's `train()` inside the former per-seed loop of `scripts/` that "
-            "`memnets sweep` replaced; the sweep's re-run is under way (see the notes).", ""]
+            "`memnets sweep` replaced; the sweep's re-run is still to be made (see the notes).", ""]
 
 
 def joint_markdown(key: str, s: dict) -> str:
@@ -259,6 +260,11 @@ def main(argv=None) -> int:
     for key in ("lstm-en", "lstm-en-10k"):
         if key in data:
             parts.append(lstm_markdown(key, data[key]))
+    old_page = Path(args.out).read_text() if Path(args.out).is_file() else ""
+    explain_head = "## Which sentence each hop reads"
+    if not (args.explain_run and args.task) and explain_head in old_page:
+        kept = old_page.split(explain_head, 1)[1].split("\n## Notes\n", 1)[0]
+        parts += [explain_head + kept.rstrip(), ""]  # the pictures of the page replaced
     if args.explain_run and args.task:
         folder = Path(args.out).parent
         texts = []
@@ -276,7 +282,6 @@ def main(argv=None) -> int:
                   "facts, `<` each hop's largest weight.", "", "```", "\n\n".join(texts),
                   "```", ""]
         parts += [f"![task {t}](babi_attention_task{t}.png)" for t in args.task] + [""]
-    old_page = Path(args.out).read_text() if Path(args.out).is_file() else ""
     if args.notes:
         parts += [Path(args.notes).read_text()]
     elif "\n## Notes\n" in old_page:

@@ -384,3 +384,21 @@ def test_recipes_fit_100_columns_and_say_whether_the_data_is_there(tmp_path, cap
     assert found["sst2-lstm"] == "yes" and found["ptb-small"] == "no"
     assert lines[0].split()[:5] == ["recipe", "task", "dataset", "found", "target"]
     assert any(str(tmp_path) in s for s in lines)
+
+
+def test_training_to_a_log_file_prints_lines_and_announces_long_evaluations(
+        tmp_path, capsys, monkeypatch):
+    import memnets.train.trainer as trainer
+
+    monkeypatch.setattr(trainer, "LONG_EVAL_SECONDS", 0.0)  # every evaluation is "long"
+    run = tmp_path / "run"
+    assert main(["train", "adding", "--out", str(run), *TINY,
+                 "--set", "trainer.log_every=2"]) == 0
+    out = capsys.readouterr().out  # pytest's stdout and stderr are not terminals
+    train_lines = [line for line in out.splitlines() if ": train " in line]
+    assert train_lines and train_lines[0].startswith("step 2 (epoch 1): train mse ")
+    assert "ex/s" in train_lines[0]
+    assert "evaluating dev (the last evaluation took" in out
+    monkeypatch.setattr(trainer, "LONG_EVAL_SECONDS", 10.0)
+    assert main(["train", "adding", "--out", str(tmp_path / "quiet"), "--quiet", *TINY]) == 0
+    assert capsys.readouterr().out == ""

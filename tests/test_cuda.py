@@ -196,3 +196,65 @@ def test_joint_tagger_and_its_ensemble_on_cuda_equal_the_cpu(tmp_path):
         torch.testing.assert_close(out_g.intent_logits.cpu(), out_c.intent_logits,
                                    atol=1e-5, rtol=1e-5)
         assert gpu.decode(out_g, batch.lengths) == cpu.decode(out_c, batch.lengths)
+
+
+def test_fp16_training_on_cuda_keeps_its_scaler_in_checkpoints_and_resumes(tmp_path):
+    """``trainer.precision: fp16``: float16 autocast with a GradScaler; the scale is
+    logged with every train row and saved in every checkpoint, and a resumed run goes
+    on from the saved scale."""
+    import json
+
+    from memnets.train import checkpoint as ckpt
+
+    sets = TINY + ["trainer.precision=fp16", "trainer.checkpoint_every=10",
+                   "trainer.eval_every=20"]
+    first = train(load_config("adding", sets + ["trainer.max_steps=20"]), tmp_path, quiet=True)
+    assert first["steps"] == 20 and math.isfinite(first["test"]["mse"])
+    meta, _ = ckpt.load_checkpoint(ckpt.read_pointer(tmp_path))
+    saved = meta["scaler"]
+    assert saved["scale"] > 0 and set(saved) >= {"scale", "_growth_tracker"}
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").open()]
+    assert all(r["loss_scale"] > 0 for r in rows if r["split"] == "train")
+    more = train(load_config("adding", sets + ["trainer.max_steps=40"]), tmp_path,
+                 resume=True, quiet=True)
+    assert more["steps"] == 40 and math.isfinite(more["test"]["mse"])
+    final = ckpt.load_checkpoint(ckpt.read_pointer(tmp_path))[0]["scaler"]
+    if final["scale"] == saved["scale"]:  # no step skipped since: the count went on
+        assert final["_growth_tracker"] == saved["_growth_tracker"] + 20
+
+
+def test_accumulation_on_cuda_equals_one_large_batch(tmp_path):
+    """Two micro-batches of 4 per step give the weights of one batch of 8."""
+    from safetensors.torch import load_file
+
+    from memnets.train import checkpoint as ckpt
+
+    sets = TINY + ["trainer.max_steps=12", "trainer.eval_every=12", "optimizer.grad_clip=0.5"]
+    train(load_config("adding", sets), tmp_path / "one", quiet=True)
+    train(load_config("adding", sets + ["data.batch_size=4", "trainer.accumulate=2"]),
+          tmp_path / "acc", quiet=True)
+    a = load_file(str(ckpt.read_pointer(tmp_path / "one") / "model.safetensors"))
+    b = load_file(str(ckpt.read_pointer(tmp_path / "acc") / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5)
+
+
+def test_compiled_training_on_cuda_checkpoints_plain_keys(tmp_path):
+    """``trainer.compile: true`` with torch's default backend (inductor, Triton kernels)."""
+    import importlib.util
+
+    from safetensors.torch import load_file
+
+    from memnets.train import checkpoint as ckpt
+    from memnets.train.trainer import _compile_problem
+
+    if _compile_problem() is not None or importlib.util.find_spec("triton") is None:
+        pytest.skip("torch.compile or Triton is not available here")
+    config = load_config("adding", TINY + ["data.T=6", "trainer.max_steps=6",
+                                           "trainer.eval_every=6", "trainer.compile=true"])
+    results = train(config, tmp_path, quiet=True)
+    assert results["steps"] == 6 and math.isfinite(results["test"]["mse"])
+    keys = load_file(str(ckpt.read_pointer(tmp_path) / "model.safetensors")).keys()
+    assert keys and not any(k.startswith("_orig_mod") for k in keys)
+    _, _, model = load_run(tmp_path, which="latest")
+    assert set(model.state_dict()) == set(keys)

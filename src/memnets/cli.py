@@ -299,17 +299,21 @@ def cmd_plot(args) -> int:
         if not (d / "metrics.jsonl").is_file():
             raise UsageError(f"{d} is not a run directory (no metrics.jsonl)")
     out = Path(args.out) if args.out else dirs[0] / "curves.png"
-    print(plot_curves(dirs, out, metric=args.metric))
+    try:
+        print(plot_curves(dirs, out, metric=args.metric))
+    except ValueError as e:  # no rows, or no such metric: nothing is written
+        raise UsageError(str(e)) from None
     return EXIT_OK
 
 
 def cmd_plot_gradients(args) -> int:
     import torch
 
+    from memnets.tasks.base import input_gradient_norms
     from memnets.train import load_run
     from memnets.train.plots import plot_gradient_norms
 
-    curves = {}
+    curves, kinds = {}, set()
     for run in args.run_dirs:
         config, task, model = load_run(run, which=args.checkpoint, device=args.device)
         if args.init:
@@ -319,13 +323,20 @@ def cmd_plot_gradients(args) -> int:
         batch = next(iter(task.batches(split, batch_size=args.batch_size)))
         model.eval()
         norms = task.gradient_probe(model, batch)
-        if norms is None:
-            raise UsageError(f"task {config.task!r} does not implement gradient_probe")
+        kind = "h_t"
+        if norms is None:  # the generic probe: the gradient at the recurrent input
+            norms, kind = input_gradient_norms(task, model, batch), "x_t"
+        kinds.add(kind)
         which = "init" if args.init else args.checkpoint
-        label = f"{config.model.cell} ({which}, {Path(run).name})"
+        cell = getattr(config.model, "cell", None)
+        label = f"{cell or config.task} ({which}, {Path(run).name})"
         curves[label] = [float(v) for v in norms]
+    if len(kinds) > 1:
+        raise UsageError("expected runs probed the same way; some report dL/dh_t (memory "
+                         "tasks) and some dL/dx_t (the recurrent input): plot them apart")
     out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "gradients.png"
-    plot_gradient_norms(curves, out)
+    (kind,) = kinds
+    plot_gradient_norms(curves, out, ylabel=rf"$\|\partial L / \partial {kind}\|$ (batch mean)")
     out.with_suffix(".json").write_text(json.dumps(curves))
     for label, norms in curves.items():
         print(f"{label}: |dL/dh_1| = {norms[0]:.3g}, |dL/dh_T| = {norms[-1]:.3g}, "
@@ -386,9 +397,22 @@ def cmd_report(args) -> int:
         out.with_suffix(".json").write_text(json.dumps(
             {"split": split, "main_metric": main, **made, "runs": rows}, indent=1))
         png = plot_curves([d for d, _, _ in runs], out.with_suffix(".png"),
-                          labels=[d.name for d, _, _ in runs])
+                          labels=[_report_label(d, r, c, varying) for d, r, c in runs])
         print(f"wrote {out.with_suffix('.json')} and {png} (commit {commit})")
     return EXIT_OK
+
+
+def _report_label(run_dir: Path, results: dict, config: dict, varying: list) -> str:
+    """A legend entry of ``memnets report``: the run's name, its cell when the name
+    is not the cell, and the settings that differ between the runs (e.g. ``data.T=200``)
+    when they are at most three."""
+    parts = [f"{s}.{k}={_fmt(config[s].get(k))}" for s, k in varying]
+    if len(parts) > 3:  # different recipes: the run's name says more than a list
+        parts = []
+    cell = results.get("cell", config["model"].get("cell"))
+    if cell and cell != run_dir.name:
+        parts.insert(0, str(cell))
+    return f"{run_dir.name} ({', '.join(parts)})" if parts else run_dir.name
 
 
 def cmd_demo(args) -> int:
@@ -437,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "last checkpoint; RECIPE and --set must give the run's settings again, "
                         "and may change only the budget (trainer.max_steps, max_epochs, "
                         "max_minutes, early_stopping) and trainer.progress, tensorboard, "
-                        "device")
+                        "device, threads, compile")
     p.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
     device(p)
 

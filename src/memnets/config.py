@@ -201,7 +201,20 @@ class TrainerConfig:
         seed: seeds python, numpy and torch; the data order depends on it too.
         deterministic: ``torch.use_deterministic_algorithms(True)`` and friends.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
-        precision: ``bf16`` runs the forward pass under bfloat16 autocast.
+        precision: ``fp32``; ``bf16`` runs the forward pass under bfloat16
+            autocast (CPU and CUDA); ``fp16`` under float16 autocast with a
+            gradient scaler (``torch.amp.GradScaler``, its state checkpointed),
+            on CUDA only: on the CPU it is a configuration error (use ``bf16``).
+        accumulate: micro-batches of ``data.batch_size`` per optimizer step
+            (gradient accumulation): one step sees ``accumulate * batch_size``
+            examples, each micro-batch's loss weighted by its ``StepOutput.size``.
+            ``max_steps``, ``eval_every``, ``log_every`` and the schedule count
+            optimizer steps; an epoch is ``ceil(batches / accumulate)`` steps.
+        compile: ``true`` (or a mode: ``default``, ``reduce-overhead``,
+            ``max-autotune``, ``max-autotune-no-cudagraphs``) runs the training
+            forward through ``torch.compile``; evaluation and the checkpoints use
+            the plain module.  The first step compiles (up to minutes; see
+            docs/engine.md for what it gains).
         evals_per_epoch: evaluate the dev split this many times per epoch, evenly
             spaced, the last at the epoch's end (``None``: ``eval_every`` decides).
         on_divergence: what a NaN or infinite loss, weights or dev metric does:
@@ -209,7 +222,10 @@ class TrainerConfig:
             records it (``results.json``: ``diverged``, with the step), scoring the
             last good checkpoint, as an experiment on divergence wants.
         log_every: steps between log lines / metric rows.
-        progress: show a progress bar.
+        progress: show progress: on a terminal a progress bar (which names the
+            split while it is evaluated); otherwise (a log file) a line every
+            ``log_every`` steps with the training metrics and the rate, and, when the
+            last dev evaluation took 10 s or more, a line before the next one.
         tensorboard: also log to TensorBoard (when installed).
         threads: CPU threads for torch (``torch.set_num_threads``); ``None`` keeps
             torch's default.  Small recurrent models run fastest with 1: their
@@ -229,7 +245,10 @@ class TrainerConfig:
     seed: int = 0
     deterministic: bool = False
     device: str = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    accumulate: int = 1
+    compile: bool | Literal["default", "reduce-overhead", "max-autotune",
+                            "max-autotune-no-cudagraphs"] = False
     log_every: int = 50
     progress: bool = True
     tensorboard: bool = True
@@ -239,7 +258,7 @@ class TrainerConfig:
         "max_epochs": ">= 1", "max_steps": ">= 1", "max_minutes": "> 0", "eval_every": ">= 1",
         "evals_per_epoch": ">= 1",
         "checkpoint_every": ">= 1", "early_stopping": ">= 1", "seed": ">= 0",
-        "log_every": ">= 1", "threads": ">= 1"}
+        "log_every": ">= 1", "threads": ">= 1", "accumulate": ">= 1"}
 
     def validate(self) -> None:
         if self.eval_every is not None and self.evals_per_epoch is not None:

@@ -32,9 +32,10 @@ def save_png(fig, out: Path, *, dpi: float | None = None) -> Path:
 
 def weight_heatmap(weights, out: Path, *, columns: list[str], rows: list[str],
                    title: str = "", size: tuple[float, float], rotate_columns: bool = False,
-                   annotate: bool = True) -> Path:
+                   annotate: bool = True, label: str = "attention weight") -> Path:
     """Weights in [0, 1] as a PNG: ``weights[r, c]`` in row ``rows[r]``, column
-    ``columns[c]``, blue for large; each cell's value written in it when ``annotate``."""
+    ``columns[c]``, blue for large; each cell's value written in it when ``annotate``;
+    the colour bar is labelled ``label``."""
     values = weights.detach().cpu().float().numpy()
     R, C = values.shape
     fig, ax = plt.subplots(figsize=size)
@@ -52,5 +53,5 @@ def weight_heatmap(weights, out: Path, *, columns: list[str], rows: list[str],
                         color="white" if v > 0.5 else "black")
     if title:
         ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.04)
+    fig.colorbar(im, ax=ax, fraction=0.04).set_label(label, fontsize=8)
     return save_png(fig, out, dpi=110)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from memnets.data import DataError, data_root, download, require
+from memnets.data.download import Progress
 from memnets.data.paths import ENV_VAR
 
 PAYLOAD = b"memnets test payload\n" * 1000
@@ -84,3 +85,35 @@ def test_require_names_missing_path(tmp_path):
     with pytest.raises(DataError, match=r"bAbI files not found: expected .*nothere.*get it"):
         require(tmp_path / "nothere" / "x.txt", "bAbI files", hint="get it")
     assert require(tmp_path, "tmp") == tmp_path
+
+
+def test_download_shows_progress_in_a_log(server, tmp_path, capsys):
+    dest = tmp_path / "file.txt"
+    download(f"{server}/file.txt", dest, sha256=None, quiet=False)
+    err = capsys.readouterr().err  # standard error is not a terminal under pytest
+    assert "downloading" in err and "(100%)" in err and "MB in" in err
+
+    class Log:
+        def __init__(self):
+            self.text = ""
+
+        def write(self, s):
+            self.text += s
+
+        def flush(self):
+            pass
+
+        def isatty(self):
+            return False
+
+    log = Log()
+    p = Progress(5 * (1 << 16), log)  # five chunks
+    for _ in range(5):
+        p.update(1 << 16)
+    p.close()
+    lines = log.text.splitlines()
+    assert [line.split("(")[1] for line in lines[:3]] == ["40%)", "60%)", "80%)"]
+    assert lines[-1].strip().startswith("0.3 MB in")
+    quiet = Progress(None, log)  # size unknown: only the closing line
+    quiet.update(10)
+    assert log.text.count("\n") == 4

@@ -74,6 +74,19 @@ class RecurrentCell(nn.Module):
 
     Subclasses set ``input_size``, ``hidden_size`` and ``output_size`` (the
     size of ``y_t``), and implement :meth:`init_state` and :meth:`recur`.
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> cell = memnets.ElmanCell(3, 4)                 # any cell keeps this contract
+        >>> state = cell.init_state(2)                     # the zero state, a NamedTuple
+        >>> type(state).__name__, state._fields, state.h.shape
+        ('ElmanState', ('h',), torch.Size([2, 4]))
+        >>> x = torch.randn(2, 3)
+        >>> y, new = cell(x, state)                        # one step
+        >>> y2, new2 = cell.recur(cell.project_input(x), state)
+        >>> torch.equal(y, y2), torch.equal(new.h, new2.h)
+        (True, True)
     """
 
     input_size: int

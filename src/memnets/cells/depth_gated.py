@@ -65,9 +65,9 @@ class DepthGatedLSTMCell(RecurrentCell):
         weight_hh: ``(K, 4H, H)``, blocks i, f, g, o, orthogonal per block.
         bias: per layer ``(4H,)`` or ``(5H,)``; zero, except the forget block, 1.
         peephole: ``(K, 3, H)`` rows :math:`w_{ci}, w_{cf}, w_{co}`, zero.
-        depth_weight_c: ``(K-1, H)`` :math:`w_{cd}` and depth_weight_l:
-            ``(K-1, H)`` :math:`w_{ld}` for layers 2..K, zero, so that the depth
-            gate starts at :math:`\sigma(b_d + W_{xd} x)`.
+        depth_weight_c, depth_weight_l: ``(K-1, H)`` each, :math:`w_{cd}` and
+            :math:`w_{ld}` for layers 2..K, zero, so that the depth gate starts
+            at :math:`\sigma(b_d + W_{xd} x)`.
 
     Parameters: first layer :math:`4H H_{in} + 4H^2 + 3H + 4H`; each layer
     above :math:`5H^2 + 4H^2 + 3H + 2H + 5H` (less the peepholes and biases
@@ -76,6 +76,19 @@ class DepthGatedLSTMCell(RecurrentCell):
     Departures from the paper: none in the equations; the peephole
     connections are diagonal (vectors), as in the LSTM the paper builds on
     (Graves, "Generating sequences with recurrent neural networks", 2013).
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> cell = memnets.DepthGatedLSTMCell(3, 4, num_layers=2)
+        >>> y, state = cell(torch.randn(5, 3))             # one state holds both layers
+        >>> y.shape, state.h.shape, state.c.shape
+        (torch.Size([5, 4]), torch.Size([5, 2, 4]), torch.Size([5, 2, 4]))
+        >>> torch.equal(y, state.h[:, -1])                 # the output is the top layer's h
+        True
+        >>> layer = memnets.make_stack("depth_gated", input_size=3, hidden_size=4, num_layers=2)
+        >>> layer(torch.randn(7, 5, 3))[0].shape           # run over time: (L, N, H)
+        torch.Size([7, 5, 4])
     """
 
     def __init__(

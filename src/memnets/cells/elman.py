@@ -44,6 +44,17 @@ class ElmanCell(RecurrentCell):
         bias_ih, bias_hh: ``(H,)``, zero.
 
     Parameter names and shapes are those of ``torch.nn.RNNCell``.
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> cell = memnets.ElmanCell(3, 4)
+        >>> ref = torch.nn.RNNCell(3, 4)                   # the same parameter names and shapes
+        >>> _ = ref.load_state_dict(cell.state_dict())
+        >>> x, h = torch.randn(2, 3), torch.randn(2, 4)
+        >>> y, state = cell(x, memnets.ElmanState(h))
+        >>> y.shape, torch.allclose(y, ref(x, h), atol=1e-6)
+        (torch.Size([2, 4]), True)
     """
 
     def __init__(

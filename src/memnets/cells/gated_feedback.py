@@ -79,8 +79,10 @@ class GatedFeedbackCell(RecurrentCell):
     (tanh, gru) or :class:`GatedFeedbackLSTMState` ``(h, c)`` (lstm), each
     ``(N, K, H)`` with the lowest layer first; output ``y_t`` ``(N, H)``.
 
-    Attributes (G = 1, 3, 4 blocks for tanh, gru, lstm; d_j = H_in for the
-    first layer, else H):
+    Below, G = 1, 3, 4 blocks for tanh, gru, lstm, and d_j = H_in for the first
+    layer, else H.
+
+    Attributes:
         weight_ih: per layer ``(G H, d_j)``: :math:`W^{j-1 \to j}` with blocks
             ``[n]``, ``[r, z, n]`` or ``[i, f, o, c]`` (the candidate last),
             Xavier-uniform per block.
@@ -90,8 +92,9 @@ class GatedFeedbackCell(RecurrentCell):
         weight_feedback: ``(K, K, H, H)``, ``[j, i]`` is :math:`U^{i \to j}`,
             orthogonal.
         gate_ih: per layer ``(K, d_j)``, row ``i`` is :math:`w_g^{i \to j}`;
-            gate_hh: ``(K, K, K H)``, ``[j, i]`` is :math:`u_g^{i \to j}`;
-            both uniform in :math:`\pm 1/\sqrt{d}` (d = fan-in).
+            uniform in :math:`\pm 1/\sqrt{d}` (d = fan-in).
+        gate_hh: ``(K, K, K H)``, ``[j, i]`` is :math:`u_g^{i \to j}`;
+            uniform in :math:`\pm 1/\sqrt{d}` (d = fan-in).
 
     Parameters: :math:`\sum_j \big[G H d_j + (G-1) H^2 + K H^2 + K d_j + K^2 H\big]`,
     plus :math:`G H K` with bias.
@@ -99,6 +102,18 @@ class GatedFeedbackCell(RecurrentCell):
     Departures from the paper: the units have biases (the paper leaves them
     implicit) and the global reset gates do not; the output is the top
     layer's state (a model may read the whole state ``h`` for all layers).
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> cell = memnets.GatedFeedbackCell(3, 4, num_layers=3, unit="lstm")
+        >>> y, state = cell(torch.randn(2, 3))
+        >>> type(state).__name__, state.h.shape            # every layer's h and c
+        ('GatedFeedbackLSTMState', torch.Size([2, 3, 4]))
+        >>> torch.equal(y, state.h[:, -1])                 # the output is the top layer's h
+        True
+        >>> cell.weight_feedback.shape                     # U^{i -> j} for every pair of layers
+        torch.Size([3, 3, 4, 4])
     """
 
     def __init__(

@@ -69,7 +69,9 @@ class GridLSTMCell(RecurrentCell):
     time dimension's vectors of every block, each ``(N, K, H)``; output
     ``y_t`` ``(N, H)``.
 
-    Attributes (B = 1 if ``tied`` else K):
+    Below, B = 1 if ``tied`` else K.
+
+    Attributes:
         weight_in: ``(H, H_in)`` the input projection :math:`I`, Xavier-uniform.
         weight_from_time, weight_from_depth: ``(B, 8H, H)`` each, the columns
             of :math:`W = [W^{\mathrm{time}}; W^{\mathrm{depth}}]` that read
@@ -88,6 +90,19 @@ class GridLSTMCell(RecurrentCell):
     dimensions, non-LSTM dimensions, more than two dimensions) are not built.
     Note that the paper's output :math:`h' = \tanh(g^o \odot m')` differs from
     the usual LSTM's :math:`g^o \odot \tanh(m')`; it is kept as written.
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> cell = memnets.GridLSTMCell(3, 4, num_layers=2)
+        >>> y, state = cell(torch.randn(5, 3))
+        >>> y.shape, state.h.shape, state.m.shape          # the time dimension of both blocks
+        (torch.Size([5, 4]), torch.Size([5, 2, 4]), torch.Size([5, 2, 4]))
+        >>> def count(cell):
+        ...     return sum(p.numel() for p in cell.parameters())
+        >>> count(memnets.GridLSTMCell(3, 4, num_layers=2, tied=True)) == count(
+        ...     memnets.GridLSTMCell(3, 4, num_layers=5, tied=True))   # tied: one block's weights
+        True
     """
 
     def __init__(

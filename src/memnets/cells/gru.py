@@ -45,7 +45,9 @@ class GRUCell(RecurrentCell):
     Shapes: ``x_t`` ``(N, H_in)``; state :class:`GRUState` ``(h,)`` with ``h``
     ``(N, H)``; output ``y_t = h_t``.
 
-    Attributes (gate blocks in the order r, z, n as in torch.nn.GRU):
+    The gate blocks are in the order r, z, n, as in torch.nn.GRU.
+
+    Attributes:
         weight_ih: ``(3H, H_in)``, Xavier-uniform per gate.
         weight_hh: ``(3H, H)``, orthogonal per gate.
         bias_ih, bias_hh: ``(3H,)``, zero.
@@ -62,6 +64,19 @@ class GRUCell(RecurrentCell):
     bias per gate, torch.nn's layout two (``b_ih`` and ``b_hh``; with
     ``reset_after`` ``b_hn`` sits inside the reset product, so they are not
     redundant there).
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> cell = memnets.GRUCell(3, 4)                   # reset_after=True: torch's form
+        >>> ref = torch.nn.GRUCell(3, 4)
+        >>> _ = ref.load_state_dict(cell.state_dict())
+        >>> x, h = torch.randn(2, 3), torch.randn(2, 4)
+        >>> y, state = cell(x, memnets.GRUState(h))
+        >>> torch.allclose(y, ref(x, h), atol=1e-6)
+        True
+        >>> paper = memnets.GRUCell(3, 4, reset_after=False)   # the same parameters load into
+        >>> _ = paper.load_state_dict(cell.state_dict())       # the paper's form
     """
 
     def __init__(

@@ -63,6 +63,21 @@ class IndRNNCell(RecurrentCell):
 
     Departures from the paper: none in the model; batch normalisation and the
     residual IndRNN of the paper's deeper models belong to the layers above.
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> cell = memnets.IndRNNCell(3, 4, recurrent_max=0.5)
+        >>> x, h = torch.randn(2, 3), torch.randn(2, 4)
+        >>> y, state = cell(x, memnets.IndRNNState(h))
+        >>> expected = torch.relu(x @ cell.weight_ih.T + cell.weight_hh * h + cell.bias)
+        >>> torch.allclose(y, expected, atol=1e-6)
+        True
+        >>> with torch.no_grad():
+        ...     _ = cell.weight_hh.fill_(3.0)              # as an optimiser step might leave it
+        >>> cell.constrain_()                              # the paper's projection
+        >>> cell.weight_hh.max().item()
+        0.5
     """
 
     def __init__(

@@ -51,6 +51,17 @@ class IRNNCell(ElmanCell):
       their sum is the paper's single bias, so the model is the same but the
       parameter count is ``H * (H_in + H + 2)`` instead of the paper's
       ``H * (H_in + H + 1)``.
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> cell = memnets.IRNNCell(3, 4)
+        >>> torch.equal(cell.weight_hh, torch.eye(4))      # the recurrent matrix starts as I
+        True
+        >>> x, h = torch.randn(2, 3), torch.randn(2, 4)
+        >>> y, state = cell(x, memnets.ElmanState(h))
+        >>> torch.allclose(y, torch.relu(x @ cell.weight_ih.T + h), atol=1e-6)  # zero biases
+        True
     """
 
     def __init__(

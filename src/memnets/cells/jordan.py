@@ -78,6 +78,16 @@ class JordanCell(RecurrentCell):
     output is a probability vector; train with ``nll_loss`` on its logarithm
     (``torch.log(y.clamp_min(1e-12))``).  Mesnil et al. also feed the model a
     window of word embeddings; that belongs in the input, outside the cell.
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> cell = memnets.JordanCell(3, 5, output_size=4)  # e.g. 4 slot labels
+        >>> y, state = cell(torch.randn(2, 3))
+        >>> y.shape, torch.allclose(y.sum(1), torch.ones(2), atol=1e-6)  # a distribution
+        (torch.Size([2, 4]), True)
+        >>> torch.equal(state.y, y)                        # the next step reads this output
+        True
     """
 
     def __init__(

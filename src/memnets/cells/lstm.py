@@ -104,14 +104,16 @@ class LSTMCell(RecurrentCell):
         hidden_size: features of the memory cell ``c_t`` (H).
         bias: if False, no ``b_ih`` and ``b_hh``.
         proj_size: if > 0, ``h_t`` is projected to this size (H_out); else H_out = H.
-        peephole, forget_bias, coupled, layer_norm, gate_activation,
-        input_activation, output_activation: as above.
+        peephole, forget_bias, coupled, layer_norm: as above.
+        gate_activation, input_activation, output_activation: as above.
 
     Shapes: ``x_t`` ``(N, H_in)``; state :class:`LSTMState` ``(h, c)`` with ``h``
     ``(N, H_out)`` and ``c`` ``(N, H)``; output ``y_t = h_t`` ``(N, H_out)``.
 
-    Attributes (gate blocks stacked in the order i, f, g, o as in torch.nn.LSTM;
-    f, g, o when ``coupled``):
+    The gate blocks are stacked in the order i, f, g, o as in torch.nn.LSTM (f, g, o
+    when ``coupled``).
+
+    Attributes:
         weight_ih: ``(4H, H_in)``, Xavier-uniform per gate.
         weight_hh: ``(4H, H_out)``, orthogonal per gate.
         bias_ih, bias_hh: ``(4H,)``; zero except the forget gate's ``bias_ih``
@@ -125,6 +127,22 @@ class LSTMCell(RecurrentCell):
     and ``b_hh`` are kept in every variant (so parameter names do not depend
     on the options), which adds ``2 * 4H`` redundant parameters under
     ``layer_norm``.
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> cell = memnets.LSTMCell(3, 4)
+        >>> ref = torch.nn.LSTMCell(3, 4)                  # the same parameter names and shapes
+        >>> _ = ref.load_state_dict(cell.state_dict())
+        >>> x, h, c = torch.randn(2, 3), torch.randn(2, 4), torch.randn(2, 4)
+        >>> y, state = cell(x, memnets.LSTMState(h, c))
+        >>> h_ref, c_ref = ref(x, (h, c))
+        >>> torch.allclose(y, h_ref, atol=1e-6), torch.allclose(state.c, c_ref, atol=1e-6)
+        (True, True)
+        >>> memnets.LSTMCell(3, 4, peephole=True).weight_ci.shape
+        torch.Size([4])
+        >>> memnets.LSTMCell(3, 4, coupled=True).weight_ih.shape   # blocks f, g, o
+        torch.Size([12, 3])
     """
 
     def __init__(

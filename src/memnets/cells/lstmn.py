@@ -74,10 +74,10 @@ class LSTMNCell(RecurrentCell):
             Xavier-uniform per gate.
         weight_hh: ``(4H, H)`` acting on :math:`\tilde h_t`, orthogonal per gate.
         bias: ``(4H,)`` zero except the forget block, 1.
-        attn_weight_h: ``(A, H)`` :math:`W_h`; attn_weight_x: ``(A, H_in)``
-            :math:`W_x`; attn_weight_tilde: ``(A, H)`` :math:`W_{\tilde h}`, all
-            Xavier-uniform; attn_v: ``(A,)`` :math:`v`, uniform in
-            :math:`\pm 1/\sqrt{A}`.
+        attn_weight_h: ``(A, H)`` :math:`W_h`, Xavier-uniform.
+        attn_weight_x: ``(A, H_in)`` :math:`W_x`, Xavier-uniform.
+        attn_weight_tilde: ``(A, H)`` :math:`W_{\tilde h}`, Xavier-uniform.
+        attn_v: ``(A,)`` :math:`v`, uniform in :math:`\pm 1/\sqrt{A}`.
 
     Parameters: :math:`4H(H_{in} + H + 1) + A(2H + H_{in} + 1)` (with bias).
 
@@ -98,6 +98,21 @@ class LSTMNCell(RecurrentCell):
     something to attend to (the paper's sum over :math:`i < t` is empty at
     :math:`t = 1`) and :math:`\tilde h_0 = 0`; the gates have one bias vector
     (the paper leaves biases implicit).
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> cell = memnets.LSTMNCell(3, 4)
+        >>> state = cell.init_state(2)                     # a tape of one slot: the zero state
+        >>> with cell.record_attention() as rows:
+        ...     for x_t in torch.randn(5, 2, 3):
+        ...         y, state = cell(x_t, state)
+        >>> y.shape, state.h.shape                         # the initial slot and one per step
+        (torch.Size([2, 4]), torch.Size([2, 6, 4]))
+        >>> [row.shape[1] for row in rows]                 # step t reads the t slots before it
+        [1, 2, 3, 4, 5]
+        >>> torch.allclose(rows[-1].sum(1), torch.ones(2), atol=1e-6)
+        True
     """
 
     def __init__(

@@ -200,7 +200,9 @@ class MinGRUCell(_MinimalCell):
     ``y_t = h_t`` ``(N, H)``.  :meth:`project_input` maps ``(*, H_in)`` to
     ``u = [a; b]`` ``(*, 2H)`` (``[log a; log b]`` with ``log_space``).
 
-    Attributes (gate blocks in the order z, h):
+    The gate blocks are in the order z, h.
+
+    Attributes:
         weight_ih: ``(2H, H_in)``, Xavier-uniform per block, so that the
             pre-activations start with about the input's variance, away from
             saturation.
@@ -282,7 +284,9 @@ class MinLSTMCell(_MinimalCell):
     Shapes: as :class:`MinGRUCell`; state :class:`MinLSTMState` ``(h,)``,
     ``h`` ``(N, H)``.
 
-    Attributes (gate blocks in the order f, i, h):
+    The gate blocks are in the order f, i, h.
+
+    Attributes:
         weight_ih: ``(3H, H_in)``, Xavier-uniform per block (as for minGRU).
         bias_ih: ``(3H,)``, zero: :math:`f'_t = i'_t = \tfrac12` on average at first.
             The paper states no initialisation.  A forget-gate bias alone gives
@@ -295,6 +299,19 @@ class MinLSTMCell(_MinimalCell):
     Departures from the paper: those of :class:`MinGRUCell`; the normalised
     gates computed from :math:`d_t` as above (the same values as the paper's
     quotients).
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> scan = memnets.MinLSTMCell(3, 4)               # mode="parallel": one scan
+        >>> step = memnets.MinLSTMCell(3, 4, mode="step")
+        >>> _ = step.load_state_dict(scan.state_dict())    # one state_dict for both modes
+        >>> x = torch.randn(6, 2, 3)
+        >>> out, state = memnets.Recurrent(scan)(x, lengths=[6, 4])
+        >>> out.shape, state.h.shape
+        (torch.Size([6, 2, 4]), torch.Size([2, 4]))
+        >>> torch.allclose(out, memnets.Recurrent(step)(x, lengths=[6, 4])[0], atol=1e-5)
+        True
     """
 
     _blocks = ("f", "i", "h")

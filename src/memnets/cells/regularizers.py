@@ -37,7 +37,22 @@ from memnets.cells.base import RecurrentCell
 
 
 class CellWrapper(RecurrentCell):
-    """A cell that wraps another and keeps its sizes, state and state helpers."""
+    """A cell that wraps another and keeps its sizes, state and state helpers.
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> class Clipped(memnets.CellWrapper):            # change one method, keep the rest
+        ...     def recur(self, u_t, state):
+        ...         y, state = self.cell.recur(u_t, state)
+        ...         return y.clamp(-0.5, 0.5), state
+        >>> cell = Clipped(memnets.ElmanCell(3, 4))
+        >>> cell.input_size, cell.output_size, type(cell.init_state(2)).__name__
+        (3, 4, 'ElmanState')
+        >>> out, _ = memnets.Recurrent(cell)(torch.randn(5, 2, 3))
+        >>> bool(out.abs().max() <= 0.5)
+        True
+    """
 
     def __init__(self, cell: RecurrentCell) -> None:
         super().__init__()
@@ -170,6 +185,22 @@ class VariationalDropout(_PerSequenceMasks):
     update :math:`z_t \odot h_{t-1}`, where the paper drops only the copies
     of :math:`h_{t-1}` that enter the weight products.  The paper's word
     (embedding) dropout belongs to the embedding layer.
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> cell = memnets.VariationalDropout(memnets.LSTMCell(3, 4), input_dropout=0.5,
+        ...                                   state_dropout=0.25)
+        >>> layer = memnets.Recurrent(cell)
+        >>> out, _ = layer(torch.randn(6, 2, 3))          # one set of masks for these sequences
+        >>> cell.masks["input"].shape, cell.masks["state.h"].shape
+        (torch.Size([2, 3]), torch.Size([2, 4]))
+        >>> set(cell.masks["input"].unique().tolist()) <= {0.0, 2.0}   # 0 or 1 / (1 - p)
+        True
+        >>> _ = cell.eval()                                # evaluation: the plain cell
+        >>> x = torch.randn(6, 2, 3)
+        >>> torch.equal(layer(x)[0], memnets.Recurrent(cell.cell)(x)[0])
+        True
     """
 
     def __init__(
@@ -253,6 +284,19 @@ class Zoneout(CellWrapper):
     cell's own output :math:`\tilde y_t`.
 
     Shapes: those of the wrapped cell.
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> cell = memnets.Zoneout(memnets.LSTMCell(3, 4), {"c": 0.5, "h": 0.05})
+        >>> _ = cell.eval()                                # the expectation of the masks
+        >>> x, old = torch.randn(2, 3), memnets.LSTMState(torch.randn(2, 4), torch.randn(2, 4))
+        >>> y, new = cell(x, old)
+        >>> _, candidate = cell.cell(x, old)
+        >>> torch.allclose(new.c, 0.5 * old.c + 0.5 * candidate.c, atol=1e-6)
+        True
+        >>> torch.allclose(y, 0.05 * old.h + 0.95 * candidate.h, atol=1e-6), torch.equal(y, new.h)
+        (True, True)
     """
 
     def __init__(self, cell: RecurrentCell, zoneout: float | Mapping[str, float]) -> None:
@@ -331,6 +375,19 @@ class DropConnect(_PerSequenceMasks):
     Departure from Wan et al.: their inference approximates the distribution
     of each unit's masked sum by a Gaussian and samples from it; here, as in
     Merity et al., the masks are inverted and evaluation uses :math:`W_{hh}`.
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> cell = memnets.DropConnect(memnets.GRUCell(3, 4), weight_dropout=0.5)
+        >>> layer = memnets.Recurrent(cell)
+        >>> out, _ = layer(torch.randn(5, 2, 3))          # one mask for the whole pass
+        >>> cell.masks["weight_hh"].shape
+        torch.Size([12, 4])
+        >>> _ = cell.eval()                                # evaluation: the full weights
+        >>> x = torch.randn(5, 2, 3)
+        >>> torch.allclose(layer(x)[0], memnets.Recurrent(cell.cell)(x)[0], atol=1e-6)
+        True
     """
 
     def __init__(

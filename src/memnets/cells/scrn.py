@@ -67,6 +67,20 @@ class SCRNCell(RecurrentCell):
 
     Departures from the paper: the optional bias (default on), and the output
     layer left to the model as explained above.
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> cell = memnets.SCRNCell(3, 4, context_size=2)  # alpha = 0.95
+        >>> x = torch.randn(5, 3)
+        >>> y, state = cell(x)                             # from the zero state
+        >>> y.shape, state.h.shape, state.s.shape
+        (torch.Size([5, 6]), torch.Size([5, 4]), torch.Size([5, 2]))
+        >>> # s_1 = (1 - alpha) B x_1 + alpha s_0, with s_0 = 0
+        >>> torch.allclose(state.s, 0.05 * x @ cell.weight_xs.T, atol=1e-6)
+        True
+        >>> torch.equal(y, torch.cat([state.h, state.s], 1))
+        True
     """
 
     def __init__(

@@ -164,7 +164,9 @@ class SLSTMCell(RecurrentCell):
     each ``(N, H)``; output ``y_t = h_t`` ``(N, H)``.  The zero state has
     ``n = 0`` and ``m = 0``.
 
-    Attributes (gate blocks in the order i, f, z, o, as torch.nn.LSTM's i, f, g, o):
+    The gate blocks are in the order i, f, z, o, as torch.nn.LSTM's i, f, g, o.
+
+    Attributes:
         weight_ih: ``(4H, H_in)``, Xavier-uniform per gate.
         weight_hh: ``(4H, head_dim)``: row ``g·H + k·head_dim + j`` holds the
             recurrent weights of unit j of head k for gate g from the
@@ -175,6 +177,20 @@ class SLSTMCell(RecurrentCell):
     Departures from the paper: the sLSTM block around the cell (group norm,
     causal convolution, gated MLP) is not part of the cell; the paper leaves
     the initialisation open, the one above is ours.
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> cell = memnets.SLSTMCell(3, 8, num_heads=2)    # two heads of 4 units
+        >>> cell.weight_hh.shape                           # recurrent weights within a head
+        torch.Size([32, 4])
+        >>> with torch.no_grad():
+        ...     _ = cell.bias[:8].fill_(200.0)             # input gates exp(200): past float32
+        >>> out, state = memnets.Recurrent(cell)(torch.randn(20, 2, 3))
+        >>> out.shape, state.m.shape
+        (torch.Size([20, 2, 8]), torch.Size([2, 8]))
+        >>> bool(out.isfinite().all()), bool((state.m > 150).all())   # m carries the scale
+        (True, True)
     """
 
     def __init__(
@@ -340,8 +356,10 @@ class MLSTMCell(RecurrentCell):
     with ``C`` ``(N, heads, d, d)``, ``n`` ``(N, heads, d)``, ``m`` ``(N, heads)``
     (zero state: all zero); output ``y_t = h_t`` ``(N, H)``.
 
-    Attributes (row blocks of ``weight_ih`` and ``bias``, in order: q, k, v, o
-    of H rows each, then the input gates and the forget gates of one row per head):
+    The row blocks of ``weight_ih`` and ``bias`` are, in order: q, k, v, o of H rows
+    each, then the input gates and the forget gates of one row per head.
+
+    Attributes:
         weight_ih: ``(4H + 2·heads, H_in)``; q, k, v, o Xavier-uniform per
             block, the gate rows zero (the gates start independent of the
             input, each head a memory with the fixed time scale its forget bias
@@ -352,6 +370,19 @@ class MLSTMCell(RecurrentCell):
     causal convolution before q and k, learnable skip, group norm) is not part
     of the cell; the initialisation is ours; the parallel form also takes a
     non-zero initial state (the paper's starts from zero).
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> par = memnets.MLSTMCell(3, 8, num_heads=2)     # mode="parallel"
+        >>> step = memnets.MLSTMCell(3, 8, num_heads=2, mode="step")
+        >>> _ = step.load_state_dict(par.state_dict())
+        >>> x = torch.randn(6, 2, 3)
+        >>> out, state = memnets.Recurrent(par)(x)         # the whole sequence at once
+        >>> out.shape, state.C.shape                       # C: (N, heads, d, d)
+        (torch.Size([6, 2, 8]), torch.Size([2, 2, 4, 4]))
+        >>> torch.allclose(out, memnets.Recurrent(step)(x)[0], atol=1e-5)
+        True
     """
 
     def __init__(

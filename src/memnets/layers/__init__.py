@@ -6,10 +6,13 @@ and returns its attention; ``make_stack`` runs a multi-layer cell by name.
 ``build_encoder`` builds a model's recurrent layers and decides "fused or generic"
 (:mod:`memnets.layers.encoder`); :mod:`memnets.layers.blocks` holds the residual
 blocks (``ResidualBlock``, ``XLSTMBlock``, ``BlockStack``) it builds with ``block=``;
-:mod:`memnets.layers.pooling` pools outputs over the valid steps.
+:mod:`memnets.layers.pooling` pools outputs over the valid steps;
+``Attention`` (additive, dot, general, concat) and ``masked_softmax`` read a memory of
+keys, as the pair, translation and captioning models do.
 This package may import torch, :mod:`memnets.cells` and :mod:`memnets.errors`.
 """
 
+from memnets.layers.attention import Attention, masked_softmax
 from memnets.layers.bidirectional import Bidirectional, BidirectionalState
 from memnets.layers.blocks import BlockStack, ResidualBlock, XLSTMBlock, XLSTMBlockState
 from memnets.layers.encoder import build_encoder
@@ -20,7 +23,7 @@ from memnets.layers.stacked import Stacked
 from memnets.layers.torch_compat import GRU, LSTM, RNN
 
 __all__ = [
-    "GRU", "LSTM", "LSTMN", "RNN", "Bidirectional", "BidirectionalState", "BlockStack",
+    "Attention", "GRU", "LSTM", "LSTMN", "RNN", "Bidirectional", "BidirectionalState", "BlockStack",
     "Recurrent", "ResidualBlock", "SequenceLayer", "Stacked", "XLSTMBlock", "XLSTMBlockState",
-    "build_encoder", "make_stack", "stack_names",
+    "build_encoder", "make_stack", "masked_softmax", "stack_names",
 ]

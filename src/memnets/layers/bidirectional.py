@@ -40,6 +40,20 @@ class Bidirectional(SequenceLayer):
 
     State: :class:`BidirectionalState` ``(forward, backward)``; the backward
     final state is the one after reading each sequence's first step.
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> forward_cell, backward_cell = memnets.GRUCell(3, 4), memnets.GRUCell(3, 4)
+        >>> layer = memnets.Bidirectional(forward_cell, backward_cell)
+        >>> x = torch.randn(5, 2, 3)
+        >>> out, state = layer(x, lengths=[5, 3])
+        >>> out.shape, type(state).__name__                # concat: H_out = 4 + 4
+        (torch.Size([5, 2, 8]), 'BidirectionalState')
+        >>> # the backward half reads the second sequence from its own last valid step
+        >>> back, _ = memnets.Recurrent(backward_cell)(x[:3, 1:].flip(0))
+        >>> torch.allclose(out[:3, 1, 4:], back.flip(0)[:, 0], atol=1e-6)
+        True
     """
 
     def __init__(

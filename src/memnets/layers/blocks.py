@@ -67,6 +67,15 @@ class RMSNorm(nn.Module):
 
     Kept here (rather than ``torch.nn.RMSNorm``) so that torch >= 2.2 works.
     ``weight`` is :math:`g` ``(d,)``, initialised to ones.
+
+    Examples::
+
+        >>> import torch
+        >>> from memnets.layers.blocks import RMSNorm
+        >>> norm = RMSNorm(8)
+        >>> y = norm(3 * torch.randn(2, 8))
+        >>> torch.allclose(y.pow(2).mean(-1), torch.ones(2), atol=1e-4)   # unit mean square
+        True
     """
 
     def __init__(self, size: int, eps: float = 1e-5) -> None:
@@ -191,6 +200,21 @@ class ResidualBlock(SequenceLayer):
 
     Attributes: ``norm``, ``recurrent`` (the cell is ``recurrent.cell``),
     ``mlp_norm`` and ``mlp`` (``None`` without the MLP).
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> block = memnets.ResidualBlock(memnets.GRUCell(8, 8), mlp_ratio=0)   # no MLP
+        >>> x = torch.randn(6, 2, 8)
+        >>> y, state = block(x)
+        >>> y.shape, state.h.shape
+        (torch.Size([6, 2, 8]), torch.Size([2, 8]))
+        >>> torch.allclose(y, x + block.recurrent(block.norm(x))[0], atol=1e-6)  # x + RNN(Norm(x))
+        True
+        >>> cell = memnets.make_cell("mingru", input_size=8, hidden_size=8)
+        >>> y, _ = memnets.ResidualBlock(cell, norm="rms")(x, lengths=[6, 4])   # with the MLP
+        >>> y[4:, 1].abs().sum().item()                    # padded steps are zero
+        0.0
     """
 
     def __init__(self, cell: RecurrentCell, *, norm: str = "layer", mlp_ratio: float = 4.0,
@@ -308,6 +332,20 @@ class XLSTMBlock(SequenceLayer):
     Attributes: ``norm``, ``recurrent`` (the cell is ``recurrent.cell``),
     ``group_norm``, ``up`` and ``down`` (the projections); for ``"pre"`` also
     ``conv`` (an ``nn.Conv1d`` with ``groups=E``, used without padding) and ``skip``.
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> cell = memnets.make_cell("mlstm", input_size=16, hidden_size=16, num_heads=2)
+        >>> block = memnets.XLSTMBlock(cell, up_projection="pre", size=8)   # E = 2 * 8
+        >>> x = torch.randn(10, 2, 8)
+        >>> y, state = block(x)
+        >>> y.shape, type(state).__name__, state.conv.shape   # conv: the last K - 1 = 3 inputs
+        (torch.Size([10, 2, 8]), 'XLSTMBlockState', torch.Size([2, 3, 16]))
+        >>> first, middle = block(x[:6])                   # in two pieces, the second from
+        >>> second, _ = block(x[6:], middle)               # the first's final state
+        >>> torch.allclose(torch.cat([first, second]), y, atol=1e-5)
+        True
     """
 
     def __init__(self, cell: RecurrentCell, *, up_projection: str, size: int | None = None,
@@ -441,6 +479,17 @@ class BlockStack(SequenceLayer):
     Shapes: input ``(L, N, H_in)`` (``(N, L, H_in)`` with ``batch_first``),
     output ``(L, N, d)``, exactly zero at padded steps.  State: a tuple with
     one state per block, lowest first.
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> blocks = [memnets.ResidualBlock(memnets.GRUCell(8, 8)) for _ in range(2)]
+        >>> stack = memnets.BlockStack(blocks, input_size=3)   # projects 3 features to d = 8
+        >>> out, states = stack(torch.randn(5, 2, 3))
+        >>> out.shape, len(states), stack.input_projection.weight.shape
+        (torch.Size([5, 2, 8]), 2, torch.Size([8, 3]))
+        >>> torch.allclose(out.mean(-1), torch.zeros(5, 2), atol=1e-5)   # the final LayerNorm
+        True
     """
 
     def __init__(self, blocks: Sequence[SequenceLayer], *, input_size: int | None = None,

@@ -33,6 +33,21 @@ class LSTMN(Recurrent):
         input_size, hidden_size, attention_size, bias: as :class:`LSTMNCell`.
         batch_first, reverse: as :class:`~memnets.layers.Recurrent`
             (``return_attention`` needs ``reverse=False``).
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> layer = memnets.LSTMN(3, 4, batch_first=True)
+        >>> out, state, attention = layer(torch.randn(2, 5, 3), lengths=[5, 3],
+        ...                               return_attention=True)
+        >>> out.shape, attention.shape
+        (torch.Size([2, 5, 4]), torch.Size([2, 5, 5]))
+        >>> torch.allclose(attention[0].sum(-1), torch.ones(5), atol=1e-6)  # rows sum to 1
+        True
+        >>> bool((attention[0].triu(1) == 0).all())        # step t reads only slots before it
+        True
+        >>> attention[1, 3:].abs().sum().item()            # the rows of padded steps are zero
+        0.0
     """
 
     def __init__(

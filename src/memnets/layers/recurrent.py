@@ -47,6 +47,22 @@ class Recurrent(SequenceLayer):
       ``reverse=True``, after its first step).
 
     See :mod:`memnets.layers.sequence` for the variable-length contract.
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> layer = memnets.Recurrent(memnets.LSTMCell(3, 4), batch_first=True)
+        >>> x = torch.randn(2, 5, 3)
+        >>> out, state = layer(x, lengths=[5, 2])
+        >>> out.shape, state.h.shape
+        (torch.Size([2, 5, 4]), torch.Size([2, 4]))
+        >>> out[1, 2:].abs().sum().item()                  # padded steps are exactly zero
+        0.0
+        >>> alone, last = layer(x[1:, :2])                 # the second sequence alone
+        >>> torch.allclose(out[1, :2], alone[0], atol=1e-6)
+        True
+        >>> torch.allclose(state.h[1], last.h[0], atol=1e-6)
+        True
     """
 
     def __init__(self, cell: RecurrentCell, *, batch_first: bool = False, reverse: bool = False):

@@ -246,6 +246,22 @@ class SequenceLayer(nn.Module):
     implement :meth:`run`, which works on the internal layout, and :meth:`cells`.
     A model asks a layer for its ``output_size`` and its :meth:`cells`; it never
     reaches into how the layer is composed.
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> layer = memnets.Recurrent(memnets.GRUCell(3, 4))   # every SequenceLayer takes these
+        >>> x = torch.randn(5, 2, 3)                       # (L, N, H_in)
+        >>> out, state = layer(x, lengths=[5, 3])
+        >>> packed = torch.nn.utils.rnn.pack_padded_sequence(x, [5, 3])
+        >>> out_packed, state_packed = layer(packed)       # a PackedSequence comes back packed
+        >>> torch.allclose(state_packed.h, state.h, atol=1e-6)
+        True
+        >>> out_one, state_one = layer(x[:, 0])            # unbatched (L, H_in)
+        >>> out_one.shape, state_one.h.shape
+        (torch.Size([5, 4]), torch.Size([4]))
+        >>> layer.output_size, [type(cell).__name__ for cell in layer.cells()]
+        (4, ['GRUCell'])
     """
 
     input_size: int

@@ -33,6 +33,20 @@ class Stacked(SequenceLayer):
             ``layers`` must have been built with the same value.
 
     State: a tuple with one state per layer, lowest first.
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> stack = memnets.Stacked([memnets.LSTMCell(3, 4), memnets.GRUCell(4, 5)], dropout=0.2)
+        >>> x = torch.randn(6, 2, 3)
+        >>> out, states = stack(x)
+        >>> out.shape, [type(s).__name__ for s in states]
+        (torch.Size([6, 2, 5]), ['LSTMState', 'GRUState'])
+        >>> _ = stack.eval()                               # no dropout: one layer after the other
+        >>> lower, upper = stack.cells()
+        >>> h, _ = memnets.Recurrent(lower)(x)
+        >>> torch.allclose(stack(x)[0], memnets.Recurrent(upper)(h)[0], atol=1e-6)
+        True
     """
 
     def __init__(

@@ -454,6 +454,22 @@ class RNN(_TorchCompatible):
     Outputs: ``output`` ``(L, N, D * H)`` (or packed), ``h_n`` ``(D * num_layers, N, H)``.
     Parameters: ``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``,
     ``bias_hh_l{k}`` (and ``_reverse``), initialised from U(-1/sqrt(H), 1/sqrt(H)).
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> rnn = memnets.RNN(3, 4, num_layers=2, nonlinearity="relu")
+        >>> ref = torch.nn.RNN(3, 4, num_layers=2, nonlinearity="relu")
+        >>> _ = ref.load_state_dict(rnn.state_dict())
+        >>> x = torch.randn(5, 2, 3)
+        >>> out, h_n = rnn(x)
+        >>> out.shape, h_n.shape
+        (torch.Size([5, 2, 4]), torch.Size([2, 2, 4]))
+        >>> torch.allclose(out, ref(x)[0], atol=1e-6)
+        True
+        >>> ind = memnets.RNN(3, 4, cell="indrnn", recurrent_max=2.0)   # another cell, same layout
+        >>> [name for name, _ in ind.named_parameters()]
+        ['weight_ih_l0', 'weight_hh_l0', 'bias_l0']
     """
 
     _default_cell, _default_name = ElmanCell, "elman"
@@ -492,6 +508,21 @@ class LSTM(_TorchCompatible):
     Outputs: ``output`` ``(L, N, D * H_out)``, ``(h_n, c_n)`` shaped as ``hx``.
     Parameters: ``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``,
     ``bias_hh_l{k}``, ``weight_hr_l{k}`` with ``proj_size`` (and ``_reverse``).
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> lstm = memnets.LSTM(3, 4, num_layers=2, bidirectional=True)
+        >>> ref = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True)
+        >>> _ = ref.load_state_dict(lstm.state_dict())
+        >>> x = torch.randn(5, 2, 3)
+        >>> out, (h_n, c_n) = lstm(x)
+        >>> out.shape, h_n.shape, c_n.shape
+        (torch.Size([5, 2, 8]), torch.Size([4, 2, 4]), torch.Size([4, 2, 4]))
+        >>> torch.allclose(out, ref(x)[0], atol=1e-6)
+        True
+        >>> [n for n, _ in lstm.named_parameters()] == [n for n, _ in ref.named_parameters()]
+        True
     """
 
     _default_cell, _default_name = LSTMCell, "lstm"
@@ -549,6 +580,19 @@ class GRU(_TorchCompatible):
     Args, inputs and outputs: as :class:`RNN`, without ``nonlinearity``.
     Parameters: ``weight_ih_l{k}`` ``(3H, H_in)``, ``weight_hh_l{k}`` ``(3H, H)``,
     ``bias_ih_l{k}``, ``bias_hh_l{k}`` (and ``_reverse``).
+
+    Examples::
+
+        >>> import torch, memnets
+        >>> gru = memnets.GRU(3, 4, batch_first=True)
+        >>> ref = torch.nn.GRU(3, 4, batch_first=True)
+        >>> _ = ref.load_state_dict(gru.state_dict())
+        >>> x = torch.randn(2, 5, 3)
+        >>> torch.allclose(gru(x)[0], ref(x)[0], atol=1e-6)
+        True
+        >>> out, h_n = gru(x, lengths=[5, 2])              # variable lengths without packing
+        >>> out[1, 2:].abs().sum().item()
+        0.0
     """
 
     _default_cell, _default_name = GRUCell, "gru"

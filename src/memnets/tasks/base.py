@@ -7,8 +7,9 @@ turns summed statistics into metrics.  The trainer (:mod:`memnets.train`) does
 the rest: optimisation, schedules, clipping, early stopping, checkpoints,
 logging, DDP.  See ``docs/engine.md`` for a walk-through.
 
-This module imports torch, :mod:`memnets.config`, :mod:`memnets.errors` and the
-batching and text readers of :mod:`memnets.data`.
+This module imports torch, :mod:`memnets.config`, :mod:`memnets.errors`, the
+batching and text readers of :mod:`memnets.data`, and the base classes of
+:mod:`memnets.layers` (for the gradient probe).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from memnets.config import DataConfig, ModelConfig
 from memnets.data.batching import BucketedBatches, ShardedBatches  # noqa: F401 (re-exported)
 from memnets.data.text import read_lines
 from memnets.errors import ConfigError, DataError
+from memnets.layers.sequence import SequenceLayer
+from memnets.layers.torch_compat import GRU, LSTM, RNN
 
 SPLITS = ("train", "dev", "test")
 
@@ -58,7 +61,9 @@ class StepOutput:
 class Task:
     """Base class of all tasks.  Subclass it and register it with :func:`register_task`.
 
-    Class attributes to set:
+    A subclass sets these class attributes.
+
+    Attributes:
         name: the name recipes use (``task: adding``).
         DataConfig: a dataclass subclassing :class:`memnets.config.DataConfig`
             that declares the task's ``data`` fields (checked strictly).
@@ -421,11 +426,65 @@ class Task:
 
     def gradient_probe(self, model: nn.Module, batch: Any) -> Tensor | None:
         """Optional: for ``memnets plot-gradients``: return ``(L,)`` norms
-        ``‖∂L/∂h_t‖`` of the loss with respect to the hidden state at each step."""
+        ``‖∂L/∂h_t‖`` of the loss with respect to the hidden state at each step.
+        A task that returns ``None`` (the default) is probed by
+        :func:`input_gradient_norms` instead."""
         return None
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def input_gradient_norms(task: Task, model: nn.Module, batch: Any) -> Tensor:
+    r"""``(L,)``: :math:`\lVert \partial \mathcal{L} / \partial x_t \rVert`, the
+    gradient of the batch's loss (:meth:`Task.step`) with respect to the input of
+    the model's outermost recurrent layers at each step, averaged over the batch
+    (a padded step counts as 0).
+
+    The probe of ``memnets plot-gradients`` for every task with a recurrent
+    encoder: what reaches step ``t`` is everything the loss sends back through
+    the steps after it, so the curve shows vanishing (or exploding) gradients
+    for any cell, fused or generic.  Only the first call of the layers in the
+    forward pass is probed (a pair model's first sentence).
+
+    Raises:
+        ConfigError: the model has no recurrent layers (MemN2N), or they read a
+            PackedSequence.
+    """
+    kinds = (SequenceLayer, LSTM, GRU, RNN, nn.RNNBase)
+    encoder = next((m for m in model.modules() if isinstance(m, kinds)), None)
+    if encoder is None:
+        raise ConfigError(f"expected a model with recurrent layers for a gradient probe, "
+                          f"got {type(model).__name__} without any")
+    seen: list[Tensor] = []
+
+    def capture(module, args, kwargs):
+        if seen:
+            return None
+        x = args[0] if args else kwargs.get("input")
+        if not isinstance(x, Tensor):
+            raise ConfigError(f"gradient probes need padded tensor input to "
+                              f"{type(module).__name__}, got {type(x).__name__}")
+        x = x.detach().requires_grad_(True)
+        seen.append(x)
+        if args:
+            return (x, *args[1:]), kwargs
+        return args, {**kwargs, "input": x}
+
+    handle = encoder.register_forward_pre_hook(capture, with_kwargs=True)
+    try:
+        with torch.enable_grad():
+            task.step(model, batch).loss.backward()
+    finally:
+        handle.remove()
+    g = seen[0].grad
+    if g is None:
+        raise ConfigError("the loss does not depend on the recurrent layers' input")
+    if g.dim() == 2:  # unbatched (L, H)
+        return g.norm(dim=-1)
+    if not getattr(encoder, "batch_first", False):
+        g = g.transpose(0, 1)
+    return g.norm(dim=-1).mean(0)  # (N, L, H) -> (L,)
 
 
 def to_device(batch, device):

@@ -86,8 +86,10 @@ class LMDataConfig(DataConfig):
 class LMModelConfig(ModelConfig):
     """The ``model`` section of a language-model recipe.
 
-    Args (besides ``cell``, ``hidden_size``, ``num_layers``, ``dropout``,
-    ``cell_options``):
+    The fields besides ``cell``, ``hidden_size``, ``num_layers``, ``dropout`` and
+    ``cell_options``:
+
+    Args:
         embedding_size: size of the input vectors (``None``: ``hidden_size``).
         tie_weights: share the input embedding with the softmax weights.
         variational: time-locked dropout masks and recurrent dropout

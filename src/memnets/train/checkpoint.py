@@ -5,7 +5,8 @@ A checkpoint is a folder ``checkpoints/step-00001234/`` holding
 * ``model.safetensors`` — the model's ``state_dict`` (keys unchanged);
 * ``trainer.safetensors`` — optimizer state tensors, RNG states, the carried
   state of a stateful task;
-* ``trainer.json`` — epoch, step, schedule state, optimizer scalars, metrics.
+* ``trainer.json`` — epoch, step, schedule state, optimizer scalars, metrics,
+  the state of the float16 gradient scaler (``trainer.precision: fp16``).
 
 The folder is written under a temporary name, flushed, and renamed; then the
 pointers ``checkpoints/best.json`` and ``checkpoints/latest.json`` are replaced

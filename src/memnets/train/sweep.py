@@ -43,9 +43,11 @@ from memnets.train.runs import read_run_config
 
 # fields that do not change what a run computes (ignored when reusing a run)
 PRESENTATION = {("trainer", "progress"), ("trainer", "tensorboard"), ("trainer", "device")}
-# and those that `memnets train --resume` may change besides: the budget
+# and those that `memnets train --resume` may change besides: the budget, and how fast
+# the steps run (threads, torch.compile: the same model, up to rounding)
 RESUMABLE = PRESENTATION | {("trainer", "max_steps"), ("trainer", "max_epochs"),
-                            ("trainer", "max_minutes"), ("trainer", "early_stopping")}
+                            ("trainer", "max_minutes"), ("trainer", "early_stopping"),
+                            ("trainer", "threads"), ("trainer", "compile")}
 
 
 @dataclass

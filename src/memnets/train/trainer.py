@@ -5,7 +5,10 @@ BPTT (a stateful task's state is carried, detached, from batch to batch);
 evaluation of the dev split every ``eval_every`` steps or each epoch; early
 stopping and the plateau schedule on the task's main metric; checkpoints that
 ``--resume`` continues exactly; a NaN/Inf loss stops the run and keeps the last
-good checkpoint; DDP under ``torchrun``.
+good checkpoint; DDP under ``torchrun``.  Options: gradient accumulation
+(``trainer.accumulate``: several micro-batches per optimizer step), bfloat16 or
+float16 autocast (``trainer.precision``; float16 with a gradient scaler, on
+CUDA) and ``torch.compile`` of the training forward (``trainer.compile``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +91,56 @@ def _better(a: float, b: float | None, higher: bool) -> bool:
     return a > b if higher else a < b
 
 
+# device types on which ``trainer.precision: fp16`` runs (float16 autocast and a
+# GradScaler).  On the CPU torch can do both, but float16 ran 2.8x slower than
+# float32 there (the adding task's LSTM), the CPU's fused LSTM kernel has no float16
+# version, and bfloat16, which needs no scaler, runs at float32's speed.
+_FP16_DEVICES = {"cuda"}
+
+
+def _compile_problem() -> str | None:
+    """Why ``torch.compile`` cannot run with this torch and Python, or ``None``."""
+    if not callable(getattr(torch, "compile", None)):
+        return f"torch {torch.__version__} has no torch.compile (it needs torch 2.0 or later)"
+    try:
+        from torch._dynamo import is_dynamo_supported
+    except ImportError:  # pragma: no cover - a torch without dynamo's check
+        return None
+    if not is_dynamo_supported():
+        return (f"torch {torch.__version__} cannot compile on Python "
+                f"{sys.version.split()[0]} ({sys.platform})")
+    return None
+
+
+def _compile_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions by which a failed ``torch.compile`` shows at its first call."""
+    try:
+        from torch._dynamo.exc import BackendCompilerFailed
+    except ImportError:  # pragma: no cover
+        return ()
+    return (BackendCompilerFailed,)
+
+
+def _with_last(items: Iterable) -> Iterator[tuple[object, bool]]:
+    """``(item, is_last)`` for each item, looking one ahead."""
+    it = iter(items)
+    try:
+        item = next(it)
+    except StopIteration:
+        return
+    for following in it:
+        yield item, False
+        item = following
+    yield item, True
+
+
+def _scale_grads(model: nn.Module, factor: float) -> None:
+    """Multiply every gradient of ``model`` by ``factor`` in place (sparse ones too)."""
+    for p in model.parameters():
+        if p.grad is not None:
+            p.grad.mul_(factor)
+
+
 def _epoch_number(prog: Progress) -> int:
     """The 1-based epoch that the last step belongs to: the one in progress, or the
     one that just ended (so that an evaluation at the end of epoch 2 is epoch 2 in
@@ -98,6 +152,9 @@ def _epoch_number(prog: Progress) -> int:
 
 
 # what the engine itself writes into a run directory
+# an evaluation that took this long is announced before the next one, in a log file
+LONG_EVAL_SECONDS = 10.0
+
 _RUN_FILES = {".lock", "config.yaml", "task.json", "metrics.jsonl", "metrics.csv",
               "results.json", CHECKPOINTS, "tensorboard"}
 
@@ -129,12 +186,26 @@ class Trainer:
 
     def run(self) -> dict:
         try:
+            self._check_options()
             self._check_run_dir()
             with RunLock(self.run_dir) if self.dist.is_main else nullcontext():
                 self._check_run_dir()  # again, now that no other process can start one here
                 return self._run()
         finally:
             ddp.teardown(self.dist)
+
+    def _check_options(self) -> None:
+        """Options that this device or this torch cannot run: a :class:`ConfigError`
+        before anything is written."""
+        tc = self.config.trainer
+        if tc.precision == "fp16" and self.device.type not in _FP16_DEVICES:
+            raise ConfigError(f"trainer.precision: fp16 (float16 autocast with a gradient "
+                              f"scaler) needs a CUDA device, got {self.device}; use bf16 "
+                              f"there (or fp32)")
+        if tc.compile is not False:
+            problem = _compile_problem()
+            if problem is not None:
+                raise ConfigError(f"trainer.compile: {problem}; set trainer.compile: false")
 
     def _check_run_dir(self) -> None:
         """A fresh run goes into a new, empty or unfinished run directory only."""
@@ -179,12 +250,20 @@ class Trainer:
         task.uses_buckets()  # data.bucket for a task without lengths: a configuration error
         task.check_splits(tuple(needed))  # before the first step, not after the last
         per_epoch = task.num_batches("train", batch_size=cfg.data.batch_size)
-        budget = tc.max_epochs * per_epoch
+        k = tc.accumulate  # micro-batches per optimizer step
+        steps_per_epoch = -(-per_epoch // k)  # the last step of an epoch may take fewer
+        budget = tc.max_epochs * steps_per_epoch
         if tc.max_steps is not None:
             budget = min(budget, tc.max_steps)
         schedule = LRSchedule(cfg.schedule, cfg.optimizer.lr, budget, task.higher_is_better)
         prog = Progress()
         carried = None
+        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.precision)
+        autocast = (torch.autocast(self.device.type, dtype=amp) if amp is not None
+                    else nullcontext())
+        # float16 gradients underflow: the scaler multiplies the loss, unscales the
+        # gradients and skips a step whose gradients overflowed (lowering the scale)
+        scaler = torch.amp.GradScaler(self.device.type) if tc.precision == "fp16" else None
         if latest is not None:
             load_model_weights(model, latest / "model.safetensors")
             meta, tensors = load_checkpoint(latest)
@@ -198,6 +277,8 @@ class Trainer:
                 if d.world_size == meta.get("world_size", 1):
                     set_rng_state(meta["rng"], tensors)
                 task.load_train_state(model, meta.get("task_state") or {})
+                if scaler is not None and meta.get("scaler") is not None:
+                    scaler.load_state_dict(json_field(meta, "scaler", dict, where))
             except MemnetsError:
                 raise
             except (KeyError, TypeError, ValueError, IndexError, AttributeError,
@@ -219,17 +300,30 @@ class Trainer:
                                keep_until_step=prog.step if latest is not None else None,
                                tensorboard=tc.tensorboard)
         net: nn.Module = model
-        if d.enabled:
+        compile_errors: tuple[type[BaseException], ...] = ()
+        if tc.compile is not False:
+            # the training forward only: checkpoints, evaluation and the final test use
+            # `model` itself (its state_dict keys carry no `_orig_mod.` prefix)
+            net = torch.compile(model, mode=None if tc.compile is True else tc.compile)
+            compile_errors = _compile_errors()
+        if d.enabled:  # around the compiled module: DDP's gradient hooks stay outside it
             net = nn.parallel.DistributedDataParallel(
-                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
-                    if tc.precision == "bf16" else nullcontext())
+                net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        synced = net  # under DDP, `synced.no_sync()` accumulates without an all-reduce
         n_params = sum(p.numel() for p in model.parameters())
         cell = task.model_cell(cfg.model)  # None: the model runs no cell (MemN2N)
         about = (f"{cell}, " if cell is not None else "") + f"{n_params:,} parameters"
+        per_step = (f"{k} x batch {cfg.data.batch_size}" if k > 1
+                    else f"batch {cfg.data.batch_size}")
+        extras = [x for x in (tc.precision if amp is not None else "",
+                              "compiled" if tc.compile is not False else "") if x]
         self.log(f"task {cfg.task}, model {type(model).__name__} ({about}), {budget} steps "
-                 f"of batch {cfg.data.batch_size} on {self.device}"
+                 f"of {per_step}" + (f" ({', '.join(extras)})" if extras else "")
+                 + f" on {self.device}"
                  + (f" x {d.world_size} processes" if d.enabled else "") + f" -> {run_dir}")
+        if tc.compile is not False:
+            self.log("trainer.compile: the first step compiles the model's forward and "
+                     "backward (up to minutes); evaluation runs the plain model")
 
         bar = None
         if tc.progress and d.is_main and not self.quiet and sys.stderr.isatty():
@@ -265,17 +359,27 @@ class Trainer:
                 "world_size": d.world_size,
                 "step": prog.step,
                 "task_state": task.train_state(model),
+                "scaler": scaler.state_dict() if scaler is not None else None,
             }
             if d.is_main:
                 save_checkpoint(run_dir, step_dir_name(prog.step), model=model, meta=meta,
                                 tensors=tensors, pointers=pointers)
             ddp.barrier(d)
 
+        eval_seconds = [0.0]  # the last evaluation's wall time
+
         def evaluate_dev() -> bool:
             """Evaluate, log, checkpoint; True if training should stop early."""
             split = "dev" if has_dev else "train"
+            if bar is not None:
+                bar.set_description_str(f"evaluating {split}")
+            elif tc.progress and eval_seconds[0] >= LONG_EVAL_SECONDS:
+                self.log(f"step {prog.step}: evaluating {split} (the last evaluation took "
+                         f"{eval_seconds[0]:.0f} s)")
+            t0 = time.perf_counter()
             metrics = task.evaluate(model, split, batch_size=eval_bs, rank=d.rank,
                                     world_size=d.world_size)
+            eval_seconds[0] = time.perf_counter() - t0
             main = metrics.get(task.main_metric)
             if main is None:
                 raise TrainingError(f"task {cfg.task!r} declares main metric "
@@ -315,40 +419,92 @@ class Trainer:
                 bar.set_postfix_str(f"{split} {task.main_metric} {main:.4g}")
             return tc.early_stopping is not None and prog.bad_evals >= tc.early_stopping
 
-        # trainer.evals_per_epoch: dev evaluations every ceil(batches / N) batches
-        eval_stride = (-(-per_epoch // tc.evals_per_epoch) if tc.evals_per_epoch else None)
+        def backward(out, micro: int, last: bool) -> None:
+            """Accumulate the gradient of one micro-batch (the ``micro``-th of its step).
+
+            The step's gradient is the mean of its micro-batches' gradients weighted
+            by their sizes ``n_i`` (``StepOutput.size``): for batch-mean losses, that
+            of one batch of them all.  Sizes are known one by one, so micro-batch ``i``
+            is weighted ``n_i / (k n_1)`` and, if the sizes did not add up to
+            ``k n_1``, the earlier gradients are rescaled before the last backward
+            (under DDP that one all-reduces the sum)."""
+            n = float(out.size)
+            if micro == 0:
+                sizes[:] = [n if n > 0 else 1.0, 0.0]  # the first size; the running sum
+            sizes[1] += n
+            first, total = sizes
+            if not last:
+                weight = n / (k * first)
+            else:
+                if micro > 0 and total > 0 and total != k * first:
+                    _scale_grads(model, k * first / total)  # partial or unequal micro-batches
+                weight = n / total if total > 0 else 1.0 / (micro + 1)
+            loss = out.loss if weight == 1.0 else out.loss * weight
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+
+        def optimizer_step() -> float | None:
+            """Clip and step; the gradient norm before clipping (``None``: no clipping)."""
+            grad_norm = None
+            if cfg.optimizer.grad_clip is not None:
+                if scaler is not None:
+                    scaler.unscale_(optimizer)  # clip the true gradients
+                dense = [q for q in model.parameters()  # sparse: SparseAdam's own
+                         if q.grad is not None and not q.grad.is_sparse]
+                grad_norm = float(nn.utils.clip_grad_norm_(dense, cfg.optimizer.grad_clip))
+            if scaler is not None:
+                scaler.step(optimizer)  # skipped (and the scale lowered) on inf/NaN gradients
+                scaler.update()
+            else:
+                optimizer.step()
+            return grad_norm
+
+        # trainer.evals_per_epoch: dev evaluations every ceil(steps / N) steps of an epoch
+        eval_stride = (-(-steps_per_epoch // tc.evals_per_epoch) if tc.evals_per_epoch
+                       else None)
+        sizes = [1.0, 0.0]  # of the micro-batches of the step in progress (see backward)
         net.train()
         diverged = None
         try:
             while not stop and prog.epoch < tc.max_epochs:
                 if prog.batch == 0:
                     carried = None
-                for batch in task.batches("train", batch_size=cfg.data.batch_size, epoch=prog.epoch,
-                                          seed=tc.seed, shuffle=True, rank=d.rank,
-                                          world_size=d.world_size, start=prog.batch,
-                                          num_workers=cfg.data.num_workers):
-                    lr = schedule.lr(prog.step, prog.epoch)
-                    set_lr(optimizer, lr)
-                    with autocast:
-                        out = task.step(net, batch, carried if task.stateful else None)
-                    loss = out.loss
-                    if ddp.any_true(d, not bool(torch.isfinite(loss.detach()).all())):
-                        raise stopped(f"loss is {float(loss.detach())}", prog.step + 1)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    grad_norm = None
-                    if cfg.optimizer.grad_clip is not None:
-                        dense = [q for q in model.parameters()  # sparse: SparseAdam's own
-                                 if q.grad is not None and not q.grad.is_sparse]
-                        grad_norm = float(nn.utils.clip_grad_norm_(dense,
-                                                                   cfg.optimizer.grad_clip))
-                    optimizer.step()
+                batches = task.batches("train", batch_size=cfg.data.batch_size,
+                                       epoch=prog.epoch, seed=tc.seed, shuffle=True,
+                                       rank=d.rank, world_size=d.world_size, start=prog.batch,
+                                       num_workers=cfg.data.num_workers)
+                # with k > 1, look one batch ahead: the epoch's last step may take fewer
+                micro = 0  # micro-batches of the step in progress (a resume starts at 0)
+                for batch, at_end in (_with_last(batches) if k > 1
+                                      else ((b, True) for b in batches)):
+                    last = micro + 1 == k or at_end
+                    if micro == 0:
+                        lr = schedule.lr(prog.step, prog.epoch)
+                        set_lr(optimizer, lr)
+                        optimizer.zero_grad(set_to_none=True)
+                    try:
+                        with synced.no_sync() if d.enabled and not last else nullcontext():
+                            with autocast:
+                                out = task.step(net, batch, carried if task.stateful else None)
+                            loss = out.loss
+                            if ddp.any_true(d, not bool(torch.isfinite(loss.detach()).all())):
+                                raise stopped(f"loss is {float(loss.detach())}", prog.step + 1)
+                            backward(out, micro, last)
+                    except compile_errors as e:
+                        raise ConfigError(
+                            f"trainer.compile: torch.compile failed at step {prog.step + 1} "
+                            f"({type(e).__name__}: {shorten(str(e).strip(), 150)}); set "
+                            f"trainer.compile: false") from None
                     if task.stateful:
                         carried = detach_state(out.state)
-                    prog.step += 1
                     prog.batch += 1
+                    micro += 1
                     add_stats(window, out.stats)
                     window_size += out.size
+                    if not last:
+                        continue
+                    micro = 0
+                    grad_norm = optimizer_step()
+                    prog.step += 1
                     if bar is not None:
                         bar.update(1)
                     if prog.step % tc.log_every == 0 or prog.step == budget:
@@ -361,17 +517,23 @@ class Trainer:
                                f"{task.size_unit}_per_s": rate}
                         if grad_norm is not None:
                             row["grad_norm"] = grad_norm
+                        if scaler is not None:
+                            row["loss_scale"] = scaler.get_scale()
                         logger.log(row)
                         if bar is not None:
                             main = metrics.get(task.main_metric, float(loss.detach()))
                             bar.set_description_str(
                                 f"ep {_epoch_number(prog)} loss {float(loss.detach()):.4g} "
                                 f"{task.main_metric} {main:.4g} {rate:,.0f} {task.size_unit}/s")
+                        elif tc.progress:  # not a terminal (a log file): a line instead
+                            self.log(f"step {prog.step} (epoch {_epoch_number(prog)}): train "
+                                     f"{format_metrics(metrics)}, {rate:,.0f} "
+                                     f"{task.size_unit}/s")
                         window, window_size, window_t = {}, 0, now
                     stop_early = False
                     if tc.eval_every is not None and prog.step % tc.eval_every == 0:
                         stop_early = evaluate_dev()
-                    elif (eval_stride is not None and prog.batch % eval_stride == 0
+                    elif (eval_stride is not None and -(-prog.batch // k) % eval_stride == 0
                           and prog.batch < per_epoch):  # the last one comes with the epoch's end
                         stop_early = evaluate_dev()
                     elif tc.checkpoint_every is not None and prog.step % tc.checkpoint_every == 0:
@@ -469,6 +631,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     """Train ``config`` into ``run_dir``; returns the final metrics (``results.json``).
 
     Raises:
+        ConfigError: an option this device or torch cannot run (``trainer.precision:
+            fp16`` off CUDA, ``trainer.compile`` without a working torch.compile).
         DataError: the task's data is missing.
         TrainingError: a NaN/Inf loss (the last good checkpoint is kept) or a
             run directory that cannot be resumed.
