@@ -28,7 +28,8 @@ lint: install
 
 # every Sphinx warning is an error (-W), and all of them are listed before it stops
 docs: install
-	$(PY) -m sphinx -b html -W --keep-going -q -j auto docs docs/_build/html
+# -E: read every page again (autodoc does not see a docstring change otherwise)
+	$(PY) -m sphinx -b html -E -W --keep-going -q -j auto docs docs/_build/html
 
 test: lint docs
 	$(PY) -m pytest -q

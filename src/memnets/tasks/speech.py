@@ -205,9 +205,11 @@ class SpeechDataConfig(DataConfig):
 class SpeechModelConfig(ModelConfig):
     """The ``model`` section: the acoustic model and its decoder.
 
+    The encoder fields (``hidden_size``, ``num_layers``, ``bidirectional``,
+    ``dropout``, ``cell``, ``cell_options``, ``block``, ``block_options``) are those
+    of :class:`~memnets.models.ctc.CTCModel`.
+
     Args:
-        hidden_size, num_layers, bidirectional, dropout, cell, cell_options,
-            block, block_options: the encoder (:class:`~memnets.models.ctc.CTCModel`).
         subsampling: 1, 2, 4 or 8: frames kept per input frame, by stride-2
             convolutions.
         conv_channels: their channels.
