@@ -140,8 +140,10 @@ def ref_match_lstm(m, P, Q):
         e = [w_e @ torch.tanh(W_s @ hs_j + W_t @ ht_k + W_m @ hm) for hs_j in hs]
         alpha = softmax(e)
         a_k = sum(a * hs_j for a, hs_j in zip(alpha, hs))
+        m_k = ([a_k, ht_k] if body.matching == "concat"
+               else [a_k, ht_k, a_k - ht_k, a_k * ht_k])
         hm, cm = lstm_step(cell.weight_ih, cell.weight_hh, cell.bias_ih + cell.bias_hh,
-                           torch.cat([a_k, ht_k]), hm, cm)
+                           torch.cat(m_k), hm, cm)
         alphas.append(alpha)
     return hm, torch.stack(alphas)
 
@@ -461,3 +463,21 @@ def test_toy_labels_are_what_they_claim():
 def test_docstring_examples_run():
     failures, tried = doctest.testmod(memnets.models.pair)
     assert tried >= 4 and failures == 0
+
+
+def test_match_lstm_with_comparison_features_matches_the_loop():
+    m = make_model("match_lstm", shared=False, matching="compare")
+    assert m.body.matcher.input_size == 4 * H
+    premise, lp, hypothesis, lq = pair_batch()
+    out = m(premise, lp, hypothesis, lq, return_attention=True)
+    emb = m.embedding.weight
+    with torch.no_grad():
+        for n in range(4):
+            z, weights = ref_match_lstm(m, emb[premise[n, :lp[n]]], emb[hypothesis[n, :lq[n]]])
+            head = m.heads["entailment"]
+            torch.testing.assert_close(out["entailment"][n], head.weight @ z + head.bias)
+            torch.testing.assert_close(out["attention"][n, :lq[n], :lp[n]], weights)
+    # the paper's form reads a narrower input: the two differ
+    assert make_model("match_lstm").body.matcher.input_size == 2 * H
+    with pytest.raises(ConfigError, match="matching"):
+        PairModel(V, E, H, architecture="match_lstm", matching="sum")

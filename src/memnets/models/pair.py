@@ -43,6 +43,8 @@ from memnets.layers.recurrent import Recurrent
 from memnets.layers.sequence import as_lengths
 
 ARCHITECTURES = ("features", "conditional", "match_lstm", "lstmn_shallow", "lstmn_deep")
+# what match-LSTM's matching cell reads: the paper's [a; h] or the comparison features
+MATCHINGS = ("concat", "compare")
 DEFAULT_HEADS = MappingProxyType({"entailment": 3})
 
 
@@ -207,6 +209,11 @@ class MatchLSTM(nn.Module):
     :math:`W^s`, :math:`v = w^e`), without bias; the matching cell is any
     registered cell (``cell``, with ``cell_options``), :math:`h^m_k` its output.
     The classifier reads :math:`h^m` at each hypothesis's last real word.
+    ``matching="compare"`` feeds the matching cell
+    :math:`m_k = [a_k; h^t_k; a_k - h^t_k; a_k \odot h^t_k]` instead, the
+    comparison features of Chen et al. ("Enhanced LSTM for natural language
+    inference", 2017): a departure from Wang & Jiang, which learns on SICK from
+    scratch where the paper's form does not (``results/nli.md``).
     With ``bidirectional`` the encoders read both ways (:math:`h^s`, :math:`h^t`
     of size 2H); the matching recurrence reads forward only.
 
@@ -215,8 +222,12 @@ class MatchLSTM(nn.Module):
 
     def __init__(self, embedding_size: int, hidden_size: int, *, cell: str, num_layers: int,
                  bidirectional: bool, shared: bool, attention: str, dropout: float,
-                 cell_options: dict) -> None:
+                 cell_options: dict, matching: str = "concat") -> None:
         super().__init__()
+        if matching not in MATCHINGS:
+            raise ConfigError(f"expected matching one of {', '.join(MATCHINGS)}, "
+                              f"got {matching!r}")
+        self.matching = matching
 
         def encoder():
             return build_encoder(cell, embedding_size, hidden_size, num_layers=num_layers,
@@ -226,7 +237,8 @@ class MatchLSTM(nn.Module):
         self.premise_encoder = encoder()
         self.hypothesis_encoder = self.premise_encoder if shared else encoder()
         d = self.premise_encoder.output_size
-        self.matcher = make_cell(cell, input_size=2 * d, hidden_size=hidden_size, **cell_options)
+        width = 2 * d if matching == "concat" else 4 * d
+        self.matcher = make_cell(cell, input_size=width, hidden_size=hidden_size, **cell_options)
         m = self.matcher.output_size
         self.attention = Attention(d + m, d, attention, bias=False)
         self.output_size = m
@@ -246,7 +258,9 @@ class MatchLSTM(nn.Module):
             ht_k, real_k = ht[:, k], hypothesis_real[:, k]  # (N, d), (N,)
             a_k, alpha_k = self.attention(torch.cat([ht_k, hm], dim=1), hs, premise_real,
                                           projected=keys)  # (N, d), (N, T_p)
-            y, new_state = self.matcher(torch.cat([a_k, ht_k], dim=1), state)  # m_k
+            m_k = ([a_k, ht_k] if self.matching == "concat"
+                   else [a_k, ht_k, a_k - ht_k, a_k * ht_k])
+            y, new_state = self.matcher(torch.cat(m_k, dim=1), state)
             state = self.matcher.mask_state(real_k, new_state, state)  # past the end: kept
             hm = torch.where(real_k.unsqueeze(1), y, hm)  # (N, m)
             alphas.append(alpha_k)
@@ -387,6 +401,9 @@ class PairModel(nn.Module):
             ``features`` and the LSTMN architectures.
         attention: the :class:`~memnets.layers.attention.Attention` kind of the
             attention architectures; ``additive`` is each paper's.
+        matching: ``match_lstm`` only: the matching cell reads ``concat``
+            :math:`[a_k; h^t_k]` (the paper) or ``compare``
+            :math:`[a_k; h^t_k; a_k - h^t_k; a_k \odot h^t_k]` (:class:`MatchLSTM`).
         classifier_hidden: the hidden layer before the heads: tanh for
             ``features``, ReLU for the LSTMN ones (default ``2 * hidden_size``
             for both); for ``conditional`` and ``match_lstm`` none by default
@@ -443,6 +460,7 @@ class PairModel(nn.Module):
         shared: bool = True,
         pooling: str = "max",
         attention: str = "additive",
+        matching: str = "concat",
         classifier_hidden: int | None = None,
         dropout: float = 0.0,
         embedding_dropout: float = 0.0,
@@ -498,7 +516,7 @@ class PairModel(nn.Module):
             self.body = ConditionalAttention(E, H, shared=shared, attention=attention, **common)
         elif architecture == "match_lstm":
             self.body = MatchLSTM(E, H, bidirectional=bidirectional, shared=shared,
-                                  attention=attention, **common)
+                                  attention=attention, matching=matching, **common)
         else:
             self._check_lstmn(architecture, cell, num_layers, bidirectional, cell_options)
             self.body = LSTMNFusion(E, H, deep=architecture == "lstmn_deep", pooling=pooling,

@@ -188,6 +188,9 @@ class PairModelConfig(ModelConfig):
             ``mean``, ``max``, ``attention``; see :mod:`memnets.layers.pooling`).
         attention: the attention score (``additive``, ``dot``, ``general``,
             ``concat``; see :mod:`memnets.layers.attention`).
+        matching: what match-LSTM's matching cell reads: ``concat`` (the paper's
+            [attended premise; word]) or ``compare`` (with their difference and
+            product too; :class:`~memnets.models.pair.MatchLSTM`).
         classifier_hidden: the width of the hidden layer before the heads; ``null``:
             2 x ``hidden_size`` for ``features`` and the LSTMN architectures, and
             none for ``conditional`` and ``match_lstm`` (the papers' read-outs).
@@ -207,6 +210,7 @@ class PairModelConfig(ModelConfig):
     shared: bool = True
     pooling: str = "max"
     attention: str = "additive"
+    matching: Literal["concat", "compare"] = "concat"
     classifier_hidden: int | None = None
     embedding_dropout: float = 0.0
     word_dropout: bool = False
@@ -490,6 +494,7 @@ class PairTask(Task):
             architecture=config.architecture, heads=self.heads(), cell=config.cell,
             num_layers=config.num_layers, bidirectional=config.bidirectional,
             shared=config.shared, pooling=config.pooling, attention=config.attention,
+            matching=config.matching,
             classifier_hidden=config.classifier_hidden, dropout=config.dropout,
             embedding_dropout=config.embedding_dropout, word_dropout=config.word_dropout,
             padding_idx=self.vocab.pad_id,
