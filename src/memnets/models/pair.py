@@ -67,6 +67,21 @@ def _begin_sequence(cell: nn.Module, batch_size: int, like: Tensor) -> None:
         cell = getattr(cell, "cell", None)
 
 
+def encoder_pair(cell: str, embedding_size: int, hidden_size: int, *, num_layers: int,
+                 bidirectional: bool, dropout: float, shared: bool,
+                 cell_options: dict) -> tuple[nn.Module, nn.Module]:
+    """The premise's and the hypothesis's recurrent layers (:func:`build_encoder`): one
+    module twice when ``shared``, else two with their own weights."""
+
+    def encoder():
+        return build_encoder(cell, embedding_size, hidden_size, num_layers=num_layers,
+                             bidirectional=bidirectional, dropout=dropout,
+                             cell_options=cell_options)
+
+    premise = encoder()
+    return premise, premise if shared else encoder()
+
+
 class SentenceFeatures(nn.Module):
     r"""Sentence encoders and matching features (Bowman, Angeli, Potts & Manning, "A
     large annotated corpus for learning natural language inference", 2015; Mou et al.,
@@ -91,13 +106,10 @@ class SentenceFeatures(nn.Module):
                  dropout: float, cell_options: dict) -> None:
         super().__init__()
 
-        def encoder():
-            return build_encoder(cell, embedding_size, hidden_size, num_layers=num_layers,
-                                 bidirectional=bidirectional, dropout=dropout,
-                                 cell_options=cell_options)
-
-        self.premise_encoder = encoder()
-        self.hypothesis_encoder = self.premise_encoder if shared else encoder()
+        self.premise_encoder, self.hypothesis_encoder = encoder_pair(
+            cell, embedding_size, hidden_size, num_layers=num_layers,
+            bidirectional=bidirectional, dropout=dropout, shared=shared,
+            cell_options=cell_options)
         size = self.premise_encoder.output_size
         self.pooling, self.bidirectional, self.dropout = pooling, bidirectional, dropout
         if pooling == "attention":
@@ -155,12 +167,9 @@ class ConditionalAttention(nn.Module):
                  shared: bool, attention: str, dropout: float, cell_options: dict) -> None:
         super().__init__()
 
-        def encoder():
-            return build_encoder(cell, embedding_size, hidden_size, num_layers=num_layers,
-                                 dropout=dropout, cell_options=cell_options)
-
-        self.premise_encoder = encoder()
-        self.hypothesis_encoder = self.premise_encoder if shared else encoder()
+        self.premise_encoder, self.hypothesis_encoder = encoder_pair(
+            cell, embedding_size, hidden_size, num_layers=num_layers, bidirectional=False,
+            dropout=dropout, shared=shared, cell_options=cell_options)
         k = self.premise_encoder.output_size
         self.attention = Attention(2 * k, k, attention, bias=False)  # A = k
         self.W_t = nn.Linear(k, k, bias=False)
@@ -229,13 +238,10 @@ class MatchLSTM(nn.Module):
                               f"got {matching!r}")
         self.matching = matching
 
-        def encoder():
-            return build_encoder(cell, embedding_size, hidden_size, num_layers=num_layers,
-                                 bidirectional=bidirectional, dropout=dropout,
-                                 cell_options=cell_options)
-
-        self.premise_encoder = encoder()
-        self.hypothesis_encoder = self.premise_encoder if shared else encoder()
+        self.premise_encoder, self.hypothesis_encoder = encoder_pair(
+            cell, embedding_size, hidden_size, num_layers=num_layers,
+            bidirectional=bidirectional, dropout=dropout, shared=shared,
+            cell_options=cell_options)
         d = self.premise_encoder.output_size
         width = 2 * d if matching == "concat" else 4 * d
         self.matcher = make_cell(cell, input_size=width, hidden_size=hidden_size, **cell_options)
