@@ -41,7 +41,7 @@ class FlatDevAdding(AddingTask):
 
 
 COMMANDS = ["train", "config", "eval", "predict", "generate", "recipes", "compare", "sweep",
-            "ensemble", "plot", "report", "plot-gradients", "demo"]
+            "ensemble", "plot", "report", "plot-gradients", "demo", "data"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -415,6 +415,26 @@ def _report_label(run_dir: Path, results: dict, config: dict, varying: list) -> 
     return f"{run_dir.name} ({', '.join(parts)})" if parts else run_dir.name
 
 
+def cmd_data(args) -> int:
+    from memnets.data.scenes import dataset_counts, ensure_generated, write_images
+
+    counts = {}
+    for item in args.count:
+        split, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise UsageError(f"--count: expected SPLIT=N (e.g. train=100), got {item!r}")
+        counts[split.strip()] = int(value)
+    counts = dataset_counts(args.name, counts)  # a bad split is a ConfigError (exit 2)
+    folder = ensure_generated(args.name, Path(args.out), seed=args.seed, counts=counts)
+    print(f"{args.name} (seed {args.seed}) in {folder}")
+    print("  " + ", ".join(f"{split} {n}" for split, n in counts.items()) + " images")
+    if args.images:
+        n = write_images(args.name, folder)
+        print(f"  {n} PNG images in {folder / 'images'}/<split>/<k>.png")
+    print(f"  manifest: {folder / 'MANIFEST.json'}")
+    return EXIT_OK
+
+
 def cmd_demo(args) -> int:
     from memnets.demo import run_demo
 
@@ -562,6 +582,21 @@ def build_parser() -> argparse.ArgumentParser:
             "steps and wall time. With --out PATH also write PATH.json and PATH.png.")
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--out", help="path without suffix, e.g. results/adding")
+
+    p = add("data", cmd_data, "generate an image dataset (Sort-of-CLEVR, shape captions, "
+            "digit strings)",
+            "Generate a dataset into --out: <split>.jsonl (one image description per line) "
+            "and MANIFEST.json (generator, version, seed, counts, sha256 of each file); the "
+            "same seed gives the same bytes. A folder that already holds this generation is "
+            "left as it is. digit-strings needs scikit-learn (pip install 'memnets[vision]').")
+    p.add_argument("name", choices=["sort-of-clevr", "shape-captions", "digit-strings"])
+    p.add_argument("--out", required=True, help="the dataset's folder")
+    p.add_argument("--seed", type=int, default=0, help="the generation's seed (default 0)")
+    p.add_argument("--count", action="append", default=[], metavar="SPLIT=N",
+                   help="images in a split instead of the default, e.g. train=100 "
+                        "(repeatable)")
+    p.add_argument("--images", action="store_true",
+                   help="also write every image as DIR/images/<split>/<k>.png")
 
     add("demo", cmd_demo, "a short tour of the recurrent core")
     return parser

@@ -69,6 +69,7 @@ def score(att, q, keys):
 
 def reference_logits(model, src, lengths, tin):
     """Each example alone, every step written out from the paper's equations."""
+    dec = model.decoder
     out = []
     for n in range(len(src)):
         S = int(lengths[n])
@@ -78,30 +79,30 @@ def reference_logits(model, src, lengths, tin):
         enc, _ = model.encoder(model.source_embedding(x)[None])  # (1, S, D) one example
         z = pool(enc, torch.tensor([S]), "last", bidirectional=model.bidirectional)[0]
         memory = enc[0].flip(0) if model.reverse_source else enc[0]
-        if model.memory_proj is not None:
-            memory = memory @ model.memory_proj.weight.T
+        if dec.memory_proj is not None:
+            memory = memory @ dec.memory_proj.weight.T
         states = []
-        for k, cell in enumerate(model.cells):
-            if model.bridge is not None:
-                states.append([torch.tanh(m(z)) for m in model.bridge[k]])
+        for k, cell in enumerate(dec.cells):
+            if dec.bridge is not None:
+                states.append([torch.tanh(m(z)) for m in dec.bridge[k]])
             else:
                 states.append([torch.zeros(H, dtype=z.dtype) for _ in cell.init_state(1)])
         s_prev = states[-1][0]
-        feed = torch.zeros(model.readout_size, dtype=z.dtype)
+        feed = torch.zeros(dec.readout_size, dtype=z.dtype)
         rows = []
         for t in range(tin.shape[1]):
-            e = model.target_embedding.weight[tin[n, t]]
-            if model.style == "bahdanau":
+            e = dec.embedding.weight[tin[n, t]]
+            if dec.style == "bahdanau":
                 a = torch.softmax(score(model.attention, s_prev, memory), 0)
                 ctx = a @ memory
                 inp = torch.cat([e, ctx])
-            elif model.input_feeding:
+            elif dec.input_feeding:
                 inp = torch.cat([e, feed])
-            elif model.feed_context:
+            elif dec.feed_context:
                 inp = torch.cat([e, z])
             else:
                 inp = e
-            for k, cell in enumerate(model.cells):
+            for k, cell in enumerate(dec.cells):
                 if len(states[k]) == 2:
                     h, c = lstm_step(cell, inp, *states[k])
                     states[k] = [h, c]
@@ -110,19 +111,19 @@ def reference_logits(model, src, lengths, tin):
                     states[k] = [h]
                 inp = h
             s_prev = h
-            if model.style == "luong":
+            if dec.style == "luong":
                 a = torch.softmax(score(model.attention, h, memory), 0)
                 ctx = a @ memory
-                o = torch.tanh(model.readout.weight @ torch.cat([ctx, h]))
+                o = torch.tanh(dec.readout.weight @ torch.cat([ctx, h]))
                 feed = o
-            elif model.style == "bahdanau":
-                o = torch.tanh(model.readout(torch.cat([h, ctx, e])))
-            elif model.readout is not None:
-                parts = [h, z, e] if model.feed_context else [h]
-                o = torch.tanh(model.readout(torch.cat(parts)))
+            elif dec.style == "bahdanau":
+                o = torch.tanh(dec.readout(torch.cat([h, ctx, e])))
+            elif dec.readout is not None:
+                parts = [h, z, e] if dec.feed_context else [h]
+                o = torch.tanh(dec.readout(torch.cat(parts)))
             else:
                 o = h
-            rows.append(model.generator(o))
+            rows.append(dec.generator(o))
         out.append(torch.stack(rows))
     return torch.stack(out)
 
@@ -181,13 +182,13 @@ def test_gradients_reach_every_parameter(style, kind, cell):
     F.cross_entropy(logits.reshape(-1, TV), tin.roll(-1, 1).reshape(-1)).backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
-        if not name.startswith(("source_embedding", "target_embedding")):
+        if not name.startswith(("source_embedding", "decoder.embedding")):
             assert p.grad.abs().max() > 0, name
 
 
 def test_tied_embeddings_share_one_tensor_and_dropout_is_off_in_eval():
     model = make(tie_embeddings=True, dropout=0.5, embedding_dropout=0.5)
-    assert model.generator.weight is model.target_embedding.weight
+    assert model.decoder.generator.weight is model.decoder.embedding.weight
     src, lengths, tin = batch()
     model.eval()
     a, _ = model(src, lengths, tin)

@@ -2,61 +2,32 @@ r"""Sequence to sequence: a recurrent encoder–decoder over any memnets cell, w
 attention or with the attention of Bahdanau et al. or of Luong et al.
 
 The encoder is :func:`memnets.layers.build_encoder` (deep, optionally
-bidirectional, fused drop-in where the rule allows); the decoder is a stack of
-cells made with :func:`memnets.cells.make_cell`, stepped one token at a time by
+bidirectional, fused drop-in where the rule allows); the decoder is
+:class:`memnets.models.decoder.AttentionDecoder` (a stack of cells made with
+:func:`memnets.cells.make_cell`, stepped one token at a time by
 :meth:`Seq2Seq.step` — the step that teacher forcing, greedy and beam search
-(:mod:`memnets.models.decoding`) all run.  Attention is
-:class:`memnets.layers.attention.Attention`.
+(:mod:`memnets.models.decoding`) all run), which starts from the encoder's
+outputs.  Attention is :class:`memnets.layers.attention.Attention`.
 
-This module imports torch, :mod:`memnets.cells`, :mod:`memnets.layers` and
-:mod:`memnets.errors` only.
+This module imports torch, :mod:`memnets.cells`, :mod:`memnets.layers`,
+:mod:`memnets.models.decoder` and :mod:`memnets.errors` only.
 """
 
 from __future__ import annotations
-
-from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from memnets.cells.base import check_sizes
-from memnets.cells.registry import make_cell
 from memnets.errors import ConfigError
-from memnets.layers.attention import KINDS, Attention
+from memnets.layers.attention import Attention
 from memnets.layers.encoder import build_encoder
 from memnets.layers.pooling import pool
 from memnets.layers.sequence import as_lengths, reverse_padded
+from memnets.models.decoder import BRIDGES, DEFAULT_SCORE, STYLES, AttentionDecoder, DecoderState
 
-STYLES = ("none", "bahdanau", "luong")
-BRIDGES = ("linear", "none")
-DEFAULT_SCORE = {"bahdanau": "additive", "luong": "general"}
-
-
-class DecoderState(NamedTuple):
-    """The decoder's state between two steps; every tensor has the rows (examples,
-    or hypotheses in a beam) first, so :func:`memnets.models.decoding.index_state`
-    reorders it.
-
-    Attributes:
-        cells: one cell state per decoder layer, lowest first.
-        output: ``(N, H)`` the top layer's last output :math:`s_{t-1}` (Bahdanau's query).
-        feed: ``(N, R)`` the last attentional vector :math:`\\tilde h_{t-1}` (Luong's
-            input feeding; zeros before the first step), or ``(N, 0)``.
-        memory: ``(N, S, K)`` the encoder outputs the decoder attends to (keys and values).
-        projected: ``Attention.project_keys(memory)``, computed once per source, or ``None``.
-        mask: ``(N, S)`` bool, true at real source positions.
-        summary: ``(N, D·H_enc)`` the encoder's summary of the source (the context
-            :math:`c` fed at every step without attention).
-    """
-
-    cells: tuple
-    output: Tensor
-    feed: Tensor
-    memory: Tensor
-    projected: Tensor | None
-    mask: Tensor
-    summary: Tensor
+__all__ = ["BRIDGES", "DEFAULT_SCORE", "STYLES", "DecoderState", "Seq2Seq"]
 
 
 class Seq2Seq(nn.Module):
@@ -71,6 +42,9 @@ class Seq2Seq(nn.Module):
     learning with neural networks", 2014) reads each source backwards; the
     memory is put back in source order, so attention weights index source
     words.
+
+    **Decoder.**  :class:`~memnets.models.decoder.AttentionDecoder`, given the
+    memory :math:`h` (real at the source's words) and the summary :math:`z`.
 
     **Start.**  With ``bridge="linear"`` every state field of every decoder
     layer starts as :math:`\tanh(W_f z + b_f)` (one linear map per field; the
@@ -146,6 +120,14 @@ class Seq2Seq(nn.Module):
         torch_compatible: allow the encoder's fused drop-in
             (:func:`~memnets.layers.build_encoder`).
 
+    Attributes:
+        source_embedding: ``(source_vocab, E)``.
+        encoder: the recurrent layers (:func:`~memnets.layers.build_encoder`).
+        decoder: the :class:`~memnets.models.decoder.AttentionDecoder` (its
+            ``embedding`` is the target embedding).
+        attention: the decoder's attention (a property), ``None`` without.
+        readout_size: R (a property).
+
     Shapes (N = batch, S = longest source, T = target steps, V = target vocabulary):
         :meth:`forward`: ``source`` ``(N, S)`` ids, ``source_lengths`` ``(N,)``,
         ``target_in`` ``(N, T)`` ids (start token first) -> logits ``(N, T, V)``
@@ -183,30 +165,18 @@ class Seq2Seq(nn.Module):
                     encoder_layers=encoder_layers, decoder_layers=decoder_layers)
         if attention not in STYLES:
             raise ConfigError(f"expected attention one of {', '.join(STYLES)}, got {attention!r}")
-        if bridge not in BRIDGES:
-            raise ConfigError(f"expected bridge one of {', '.join(BRIDGES)}, got {bridge!r}")
         for name, p in (("dropout", dropout), ("embedding_dropout", embedding_dropout)):
             if not 0.0 <= p < 1.0:
                 raise ConfigError(f"expected {name} in [0, 1), got {p}")
-        if attention == "none":
-            if score is not None:
-                raise ConfigError(f"score: expected none without attention, got {score!r}")
-        else:
-            score = score or DEFAULT_SCORE[attention]
-            if score not in KINDS:
-                raise ConfigError(f"expected score one of {', '.join(KINDS)}, got {score!r}")
         options = dict(cell_options or {})
-        self.style, self.score_kind = attention, score
-        self.input_feeding = attention == "luong" and input_feeding
-        self.feed_context = attention == "none" and feed_context
         self.reverse_source, self.bidirectional = reverse_source, bidirectional
-        self.dropout, self.embedding_dropout = dropout, embedding_dropout
+        self.embedding_dropout = embedding_dropout
         self.padding_idx = padding_idx
         E, H = embedding_size, hidden_size
 
         self.source_embedding = nn.Embedding(source_vocab, E, padding_idx=padding_idx)
-        self.target_embedding = nn.Embedding(target_vocab, E, padding_idx=padding_idx)
-        for emb in (self.source_embedding, self.target_embedding):
+        target_embedding = nn.Embedding(target_vocab, E, padding_idx=padding_idx)
+        for emb in (self.source_embedding, target_embedding):
             # U(-0.1, 0.1), not torch's N(0, 1): a tied output layer then starts near
             # the uniform distribution (logits of N(0, 1) rows would start at std ~ sqrt(E))
             nn.init.uniform_(emb.weight, -0.1, 0.1)
@@ -217,54 +187,25 @@ class Seq2Seq(nn.Module):
                                      cell_options=options, torch_compatible=torch_compatible)
         D_enc = self.encoder.output_size
         self.summary_size = D_enc
-        R = E if tie_embeddings else H
-        self.readout_size = R
+        self.decoder = AttentionDecoder(
+            target_vocab, memory_size=D_enc, summary_size=D_enc, embedding_size=E,
+            hidden_size=H, cell=cell, num_layers=decoder_layers, attention=attention,
+            score=score, attention_size=attention_size, input_feeding=input_feeding,
+            feed_context=feed_context, bridge=bridge, dropout=dropout,
+            embedding_dropout=embedding_dropout, tie_embeddings=tie_embeddings,
+            padding_idx=padding_idx, cell_options=options, embedding=target_embedding)
 
-        # the memory the decoder attends to, and the attention
-        self.memory_proj = None
-        key_size = D_enc
-        if score == "dot" and D_enc != H:
-            self.memory_proj = nn.Linear(D_enc, H, bias=False)
-            key_size = H
-        scored = score in ("additive", "concat")  # the kinds with a hidden layer
-        self.attention = None if attention == "none" else Attention(
-            H, key_size, score, attention_size=(attention_size or H) if scored else None)
-        # the decoder cells
-        extra = {"none": D_enc if self.feed_context else 0, "bahdanau": key_size,
-                 "luong": R if self.input_feeding else 0}[attention]
-        cells, size = [], E + extra
-        for _ in range(decoder_layers):
-            c = make_cell(cell, input_size=size, hidden_size=H, **options)
-            cells.append(c)
-            size = c.output_size
-        self.cells = nn.ModuleList(cells)
-        top = size
-        # read-out
-        if attention == "luong":
-            self.readout = nn.Linear(key_size + top, R, bias=False)
-        elif attention == "bahdanau":
-            self.readout = nn.Linear(top + key_size + E, R)
-        elif self.feed_context or R != top:
-            self.readout = nn.Linear(top + (D_enc + E if self.feed_context else 0), R)
-        else:
-            self.readout = None
-        self.generator = nn.Linear(R, target_vocab)
-        if tie_embeddings:
-            self.generator.weight = self.target_embedding.weight
-        # the bridge: one linear map per float state field of every decoder layer
-        self.bridge = None
-        if bridge == "linear":
-            self.bridge = nn.ModuleList()
-            for c in self.cells:
-                template = c.init_state(1, device="meta")
-                self.bridge.append(nn.ModuleList(
-                    nn.Linear(D_enc, f.shape[-1]) if _bridgeable(f) else nn.Identity()
-                    for f in template))
+    @property
+    def attention(self) -> Attention | None:
+        """The decoder's :class:`~memnets.layers.attention.Attention` (``None`` without)."""
+        return self.decoder.attention
+
+    @property
+    def readout_size(self) -> int:
+        """R, the features of a read-out :math:`o_t` (E with tied embeddings, else H)."""
+        return self.decoder.readout_size
 
     # ------------------------------------------------------------------ encoder
-
-    def _dropout(self, x: Tensor, p: float) -> Tensor:
-        return F.dropout(x, p, self.training) if p > 0 else x
 
     def start(self, source: Tensor, source_lengths: Tensor) -> DecoderState:
         """Encode a batch of sources and return the decoder's first state."""
@@ -278,88 +219,28 @@ class Seq2Seq(nn.Module):
                              f"got {lengths.tolist()[:8]} of shape {tuple(lengths.shape)}")
         if self.reverse_source:
             source = reverse_padded(source.t(), lengths).t()
-        x = self._dropout(self.source_embedding(source), self.embedding_dropout)  # (N, S, E)
+        x = self.source_embedding(source)  # (N, S, E)
+        if self.embedding_dropout > 0:
+            x = F.dropout(x, self.embedding_dropout, self.training)
         out, _ = self.encoder(x, lengths=lengths)  # (N, S, D_enc), zero at padding
         summary = pool(out, lengths, "last", bidirectional=self.bidirectional)  # (N, D_enc)
         if self.reverse_source:
             out = reverse_padded(out.transpose(0, 1), lengths).transpose(0, 1)
-        memory = self.memory_proj(out) if self.memory_proj is not None else out  # (N, S, K)
         mask = torch.arange(S, device=out.device)[None, :] < lengths.to(out.device)[:, None]
-        projected = None if self.attention is None else self.attention.project_keys(memory)
-        cells = []
-        for k, c in enumerate(self.cells):
-            zero = c.init_state(N, device=out.device, dtype=out.dtype)
-            if self.bridge is None:
-                cells.append(zero)
-                continue
-            fields = [torch.tanh(m(summary)) if _bridgeable(f) else f
-                      for m, f in zip(self.bridge[k], zero)]
-            cells.append(type(zero)(*fields))
-        top = cells[-1][0]
-        output = top if tuple(top.shape) == (N, self.cells[-1].output_size) else \
-            out.new_zeros(N, self.cells[-1].output_size)
-        feed = out.new_zeros(N, self.readout_size if self.input_feeding else 0)
-        return DecoderState(tuple(cells), output, feed, memory, projected, mask, summary)
+        return self.decoder.start(out, mask, summary)
 
     # ------------------------------------------------------------------ decoder
 
     def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Tensor]:
-        """One decoder step: the previous tokens ``(M,)`` -> read-out ``o_t`` ``(M, R)``
-        (before the dropout and the output layer), the new state, and the
-        attention weights ``(M, S)`` (zeros without attention)."""
-        e = self._dropout(self.target_embedding(tokens), self.embedding_dropout)  # (M, E)
-        alpha = None
-        if self.style == "bahdanau":
-            context, alpha = self.attention(state.output, state.memory, state.mask,
-                                            projected=state.projected)  # (M, K), (M, S)
-            x = torch.cat([e, context], -1)
-        elif self.input_feeding:
-            x = torch.cat([e, state.feed], -1)
-        elif self.feed_context:
-            x = torch.cat([e, state.summary], -1)
-        else:
-            x = e
-        cells = []
-        for k, c in enumerate(self.cells):
-            if k > 0:
-                x = self._dropout(x, self.dropout)
-            x, s = c(x, state.cells[k])
-            cells.append(s)
-        h = x  # (M, H) the top output s_t
-        feed = state.feed
-        if self.style == "luong":
-            context, alpha = self.attention(h, state.memory, state.mask,
-                                            projected=state.projected)
-            o = torch.tanh(self.readout(torch.cat([context, self._dropout(h, self.dropout)],
-                                                  -1)))  # (M, R)
-            if self.input_feeding:
-                feed = o
-        elif self.style == "bahdanau":
-            o = torch.tanh(self.readout(torch.cat([self._dropout(h, self.dropout), context, e],
-                                                  -1)))
-        elif self.readout is not None:
-            parts = [self._dropout(h, self.dropout)]
-            if self.feed_context:
-                parts += [state.summary, e]
-            o = torch.tanh(self.readout(torch.cat(parts, -1)))
-        else:
-            o = h
-        if alpha is None:
-            alpha = state.mask.new_zeros(state.mask.shape, dtype=h.dtype)
-        new = state._replace(cells=tuple(cells), output=h, feed=feed)
-        return o, new, alpha
+        """One decoder step (:meth:`AttentionDecoder.step
+        <memnets.models.decoder.AttentionDecoder.step>`): the previous tokens ``(M,)``
+        -> read-out ``o_t`` ``(M, R)`` (before the dropout and the output layer), the
+        new state, and the attention weights ``(M, S)`` (zeros without attention)."""
+        return self.decoder.step(tokens, state)
 
     def logits(self, readout: Tensor) -> Tensor:
         """The output layer: read-outs ``(*, R)`` -> logits ``(*, V)``."""
-        return self.generator(self._dropout(readout, self.dropout))
-
-    def _sample_masks(self, batch_size: int, like: Tensor) -> None:
-        """Fresh per-sequence masks for regularised decoder cells (variational dropout)."""
-        if not self.training:
-            return
-        for c in self.cells:
-            if hasattr(c, "sample_masks"):
-                c.sample_masks(batch_size, device=like.device, dtype=like.dtype)
+        return self.decoder.logits(readout)
 
     def forward(self, source: Tensor, source_lengths: Tensor, target_in: Tensor, *,
                 sample_prob: float = 0.0) -> tuple[Tensor, Tensor]:
@@ -376,27 +257,7 @@ class Seq2Seq(nn.Module):
             raise ValueError(f"expected target ids of shape ({source.shape[0]}, T), got "
                              f"{tuple(target_in.shape)}")
         state = self.start(source, source_lengths)
-        N, T = target_in.shape
-        self._sample_masks(N, state.memory)
-        sampling = self.training and sample_prob > 0
-        outs, alphas, logits = [], [], []
-        prev_logits = None
-        for t in range(T):
-            y = target_in[:, t]
-            if sampling and prev_logits is not None:
-                drawn = torch.multinomial(torch.softmax(prev_logits.detach().float(), -1),
-                                          1).squeeze(1)
-                use = torch.rand(N, device=y.device) < sample_prob
-                y = torch.where(use, drawn, y)
-            o, state, alpha = self.step(y, state)
-            alphas.append(alpha)
-            if sampling:
-                prev_logits = self.logits(o)
-                logits.append(prev_logits)
-            else:
-                outs.append(o)
-        result = torch.stack(logits, 1) if sampling else self.logits(torch.stack(outs, 1))
-        return result, torch.stack(alphas, 1)
+        return self.decoder.teacher_forced(state, target_in, sample_prob=sample_prob)
 
     # ------------------------------------------------------------------ search
 
@@ -404,20 +265,4 @@ class Seq2Seq(nn.Module):
         """The step function of :mod:`memnets.models.decoding`: ``(tokens, state) ->
         (log_probs, state, attention)``, with the ids in ``banned`` (padding, start)
         never generated."""
-
-        def step(tokens: Tensor, state: DecoderState):
-            o, state, alpha = self.step(tokens, state)
-            logits = self.logits(o)
-            if logits.dtype in (torch.float16, torch.bfloat16):  # autocast: softmax in fp32
-                logits = logits.float()
-            log_probs = torch.log_softmax(logits, -1)
-            if banned:
-                log_probs[:, list(banned)] = float("-inf")
-            return log_probs, state, alpha
-
-        return step
-
-
-def _bridgeable(field: Any) -> bool:
-    """A state field the bridge sets: a float tensor ``(N, d)``."""
-    return isinstance(field, Tensor) and field.dim() == 2 and field.is_floating_point()
+        return self.decoder.search_step(banned)
