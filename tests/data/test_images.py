@@ -19,11 +19,11 @@ from memnets.data.images import (
     json_line,
     manifest_matches,
     read_image,
-    read_jsonl,
     read_manifest,
     write_generated,
     write_png,
 )
+from memnets.data.text import read_json_lines
 from memnets.errors import DataError
 
 
@@ -252,19 +252,19 @@ def test_json_line_is_canonical():
     assert json_line({"b": 1.5, "a": [None, True]}) == '{"a":[null,true],"b":1.5}'
 
 
-def test_read_jsonl_names_file_and_line(tmp_path):
+def test_read_json_lines_names_file_and_line(tmp_path):
     path = tmp_path / "x.jsonl"
     path.write_text('{"a": 1}\n\n{"a": 2}\n{"a": \n')
     with pytest.raises(DataError, match=rf"^{path}:4: expected a JSON object per line"):
-        read_jsonl(path, "a toy file")
+        read_json_lines(path, "a toy file")
     path.write_text('{"a": 1}\n[1, 2]\n')
     with pytest.raises(DataError, match=rf"^{path}:2: expected a JSON object per line "
                                         r"\(a toy file\), got list"):
-        read_jsonl(path, "a toy file")
+        read_json_lines(path, "a toy file")
     path.write_text('{"a": 1}\n\n{"a": 2}\n')
-    assert read_jsonl(path, "a toy file") == [(1, {"a": 1}), (3, {"a": 2})]
+    assert read_json_lines(path, "a toy file") == [(1, {"a": 1}), (3, {"a": 2})]
     with pytest.raises(DataError, match="expected a toy file at"):
-        read_jsonl(tmp_path / "none.jsonl", "a toy file")
+        read_json_lines(tmp_path / "none.jsonl", "a toy file")
 
 
 def test_row_reader_says_what_was_expected(tmp_path):

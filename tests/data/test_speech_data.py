@@ -147,7 +147,8 @@ def test_manifest_reads_relative_paths_and_nemo_keys(tmp_path):
 
 @pytest.mark.parametrize("line, match", [
     ('{"audio": "a.wav", "text": ', r"m\.json:2: expected a JSON object per line"),
-    ('["a.wav", "hi"]', r"m\.json:2: expected a JSON object per line, got list"),
+    ('["a.wav", "hi"]',
+     r"m\.json:2: expected a JSON object per line \(a JSON-lines manifest\), got list"),
     ('{"text": "hi"}', r"m\.json:2: expected an \"audio\" path"),
     ('{"audio": "a.wav", "text": 5}', r"m\.json:2: expected a \"text\" string"),
     ('{"audio": "gone.wav", "text": "hi"}', r"m\.json:2: audio file .*gone\.wav not found "

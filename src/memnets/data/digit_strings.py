@@ -46,7 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
-from memnets.data.images import CaptionExample, RowReader, SceneObject, box_centre, read_jsonl
+from memnets.data.images import CaptionExample, RowReader, SceneObject, box_centre
+from memnets.data.text import read_json_lines
 from memnets.errors import ConfigError, DataError
 
 GENERATOR_VERSION = 1
@@ -201,7 +202,7 @@ def read_digit_strings(folder: str | os.PathLike, split: str) -> list[CaptionExa
         raise ConfigError(f"digit-strings: expected a split among "
                           f"{', '.join(DIGIT_STRING_COUNTS)}, got {split!r}")
     path = Path(folder) / f"{split}.jsonl"
-    rows = read_jsonl(path, "a digit-strings file (one image per line)")
+    rows = read_json_lines(path, "a digit-strings file (one image per line)")
     labels = load_uci_digits()[1]
     cells, boxes = _uci_cells()
     out = []

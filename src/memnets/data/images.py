@@ -16,8 +16,8 @@ datasets share (the records of objects and captions, their folders on disk).
   the seed, the counts and the sha256 of every file):
   :func:`write_generated` writes them (each file to a temporary name first, the
   manifest last, so that a folder whose manifest matches is complete),
-  :func:`manifest_matches` checks one, :func:`read_jsonl` reads the lines back
-  (a broken line is a ``<file>:<line>: expected ..., got ...`` error) and
+  :func:`manifest_matches` checks one, :func:`~memnets.data.text.read_json_lines`
+  reads the lines back (a broken line is a ``<file>:<line>: expected ..., got ...`` error) and
   :func:`folder_writable` is the one test of whether a folder can be written
   into (tests replace it to simulate a read-only data folder).
 
@@ -42,7 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-from memnets.data.text import DataFormatError, MissingFileError, read_lines
+from memnets.data.download import sha256_file
+from memnets.data.text import DataFormatError, MissingFileError
 from memnets.errors import DataError, shorten
 
 #: A box of pixels ``(x0, y0, x1, y1)``, half-open: ``x0 <= x < x1``, ``y0 <= y < y1``.
@@ -248,14 +249,6 @@ def folder_writable(folder: str | os.PathLike) -> bool:
     return True
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def json_line(row: dict) -> str:
     """One JSONL line of ``row``: sorted keys, no spaces, ASCII (the same bytes every time)."""
     return json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -336,36 +329,11 @@ def manifest_matches(folder: str | os.PathLike, header: dict) -> bool:
         if not isinstance(entry, dict) or not path.is_file():
             return False
         try:
-            if _sha256(path) != entry.get("sha256"):
+            if sha256_file(path) != entry.get("sha256"):
                 return False
         except OSError:
             return False
     return True
-
-
-def read_jsonl(path: str | os.PathLike, what: str) -> list[tuple[int, dict]]:
-    """``(line number, object)`` for each non-blank line of a JSON-lines file.
-
-    Raises:
-        DataError: the file is missing (``expected <what> at <path>, found none``),
-            or a line is not a JSON object (``<path>:<line>: expected a JSON object
-            per line, got ...``).
-    """
-    path = Path(path)
-    rows = []
-    for i, line in enumerate(read_lines(path, what), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataFormatError(f"{path}:{i}: expected a JSON object per line ({what}), got "
-                                  f"{shorten(line, 60)} ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise DataFormatError(f"{path}:{i}: expected a JSON object per line ({what}), got "
-                                  f"{type(row).__name__}")
-        rows.append((i, row))
-    return rows
 
 
 class RowReader:

@@ -109,12 +109,12 @@ from memnets.data.images import (
     boxes_overlap,
     folder_writable,
     manifest_matches,
-    read_jsonl,
     read_manifest,
     write_generated,
     write_png,
 )
 from memnets.data.paths import user_cache_dir
+from memnets.data.text import read_json_lines
 from memnets.errors import ConfigError, DataError
 
 #: The six colours (RGB) of Sort-of-CLEVR, in its order; the shape captions use them too.
@@ -730,7 +730,7 @@ def read_scenes(folder: str | os.PathLike, split: str, name: str = "sort-of-clev
     shapes = SORT_OF_CLEVR_SHAPES if name == "sort-of-clevr" else SHAPES
     sizes = (None,) if name == "sort-of-clevr" else tuple(SIZES)
     out = []
-    for i, row in read_jsonl(path, f"a {name} file (one scene per line)"):
+    for i, row in read_json_lines(path, f"a {name} file (one scene per line)"):
         field = RowReader(path, i)
         out.append((_read_scene(field, row, shapes, sizes), row, field))
     return out

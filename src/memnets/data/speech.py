@@ -53,7 +53,6 @@ This module is a leaf: it imports the standard library, torch and
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 import re
@@ -66,7 +65,7 @@ from torch import Tensor
 
 from memnets.data.audio import file_identity, read_audio
 from memnets.data.download import download, sha256_file
-from memnets.data.text import DataFormatError, read_lines
+from memnets.data.text import DataFormatError, read_json_lines
 from memnets.errors import DataError, shorten
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -316,23 +315,6 @@ def fsdd_connected(folder: str | os.PathLike, counts: dict[str, int], *, seed: i
     return out
 
 
-def _read_json_lines(path: Path, what: str) -> list[tuple[int, dict]]:
-    rows = []
-    for i, line in enumerate(read_lines(path, what), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataFormatError(f"{path}:{i}: expected a JSON object per line, got "
-                                  f"{shorten(line, 60)} ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise DataFormatError(f"{path}:{i}: expected a JSON object per line, got "
-                                  f"{type(row).__name__}")
-        rows.append((i, row))
-    return rows
-
-
 def _manifest_row(path: Path, i: int, row: dict) -> tuple[str, str]:
     audio = row.get("audio", row.get("audio_filepath"))
     if not isinstance(audio, str) or not audio:
@@ -356,7 +338,7 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
     """
     path = Path(path)
     utts = []
-    for i, row in _read_json_lines(path, "a JSON-lines manifest"):
+    for i, row in read_json_lines(path, "a JSON-lines manifest"):
         audio, text = _manifest_row(path, i, row)
         f = Path(audio).expanduser()
         if not f.is_absolute():
@@ -377,7 +359,7 @@ def an4_corpus(folder: str | os.PathLike) -> dict[str, list[Utterance]]:
                              ("test", "an4_val.json", "test")):
         path = folder / name
         utts = []
-        for i, row in _read_json_lines(path, "an AN4 manifest (NeMo's JSON lines)"):
+        for i, row in read_json_lines(path, "an AN4 manifest (NeMo's JSON lines)"):
             audio, text = _manifest_row(path, i, row)
             f = folder / sub / "wav" / Path(audio).name
             if not f.is_file():

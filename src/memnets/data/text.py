@@ -1,9 +1,10 @@
 """Reading the text files of a dataset: checked UTF-8, lines numbered for messages.
 
 Every reader in :mod:`memnets.data` opens its files through :func:`read_lines`
-(or :func:`read_text` for a whole file), so that a missing file, an unreadable
-one or a byte that is not UTF-8 becomes one :class:`~memnets.errors.DataError`
-line naming the file and the 1-based line, never a ``UnicodeDecodeError``:
+(or :func:`read_text` for a whole file, :func:`read_json_lines` for JSON lines),
+so that a missing file, an unreadable one or a byte that is not UTF-8 becomes
+one :class:`~memnets.errors.DataError` line naming the file and the 1-based
+line, never a ``UnicodeDecodeError``:
 
     data/ptb/ptb.train.txt:3: expected UTF-8 text, got b'\\xff' at byte 5 of the line
 
@@ -16,6 +17,7 @@ This module imports only the standard library and :mod:`memnets.errors`.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -69,3 +71,27 @@ def read_lines(path: str | os.PathLike, what: str = "a text file") -> list[str]:
     if lines[-1] == "":
         lines.pop()  # the ending of the last line, or an empty file
     return lines
+
+
+def read_json_lines(path: str | os.PathLike, what: str) -> list[tuple[int, dict]]:
+    """``(line number, object)`` for each non-blank line of a JSON-lines file.
+
+    Raises:
+        DataError: the file is missing or unreadable (:func:`read_lines`), or a
+            line is not a JSON object (``<path>:<line>: expected a JSON object per
+            line (<what>), got ...``).
+    """
+    rows = []
+    for i, line in enumerate(read_lines(path, what), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataFormatError(f"{path}:{i}: expected a JSON object per line ({what}), got "
+                                  f"{shorten(line, 60)} ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise DataFormatError(f"{path}:{i}: expected a JSON object per line ({what}), got "
+                                  f"{type(row).__name__}")
+        rows.append((i, row))
+    return rows

@@ -31,6 +31,8 @@ The searches (``N`` examples, beam ``B``):
 
   with :math:`\alpha = 0` the plain log-probability.  Departure from the paper:
   its coverage penalty is not implemented.
+* :func:`best_hypotheses` is what a task calls: greedy search for a beam of 1,
+  else the best hypothesis of the beam.
 
 Conventions shared by both:
 
@@ -340,6 +342,17 @@ def beam_search(step: StepFn, state: Any, *, batch_size: int, beam_size: int, bo
         last = torch.tensor(next_tokens, dtype=torch.long)
         t += 1
     return [sorted(f, key=lambda h: -h.normalized)[:B] for f in finished]
+
+
+def best_hypotheses(step: StepFn, state: Any, *, batch_size: int, bos: int, eos: int,
+                    max_length: int | Tensor | Sequence[int], beam_size: int = 1,
+                    alpha: float = 0.0) -> list[Hypothesis]:
+    """The output of each example, as a task decodes: :func:`greedy_search` for
+    ``beam_size`` 1, else the best of :func:`beam_search` (the arguments are theirs)."""
+    common = dict(batch_size=batch_size, bos=bos, eos=eos, max_length=max_length)
+    if beam_size == 1:
+        return greedy_search(step, state, **common)
+    return [h[0] for h in beam_search(step, state, beam_size=beam_size, alpha=alpha, **common)]
 
 
 def _example_done(finished: list[Hypothesis], alive: list[tuple[int, int, float]],

@@ -93,7 +93,7 @@ from memnets.metrics.bleu import tokenized_bleu
 from memnets.metrics.lm import perplexity
 from memnets.metrics.vision import exact_match, localisation, localisation_chance
 from memnets.models.captioning import Captioner, doubly_stochastic_penalty
-from memnets.models.decoding import beam_search, greedy_search
+from memnets.models.decoding import best_hypotheses
 from memnets.tasks import register_task
 from memnets.tasks.base import StepOutput, Task, model_device
 
@@ -438,14 +438,9 @@ class CaptioningTask(Task):
         try:
             with torch.no_grad():
                 state = model.start(images.to(model_device(model)))
-                step = model.search_step(banned=(v.pad_id, v[BOS]))
-                common = dict(batch_size=len(images), bos=v[BOS], eos=v[EOS],
-                              max_length=self.max_length)
-                if beam == 1:
-                    hyps = greedy_search(step, state, **common)
-                else:
-                    hyps = [h[0] for h in beam_search(step, state, beam_size=beam, alpha=alpha,
-                                                      **common)]
+                hyps = best_hypotheses(model.search_step(banned=(v.pad_id, v[BOS])), state,
+                                       batch_size=len(images), bos=v[BOS], eos=v[EOS],
+                                       max_length=self.max_length, beam_size=beam, alpha=alpha)
         finally:
             model.train(was)
         attends = self.attends(model)

@@ -68,7 +68,7 @@ from memnets.errors import DataError
 from memnets.layers.attention import KINDS
 from memnets.metrics.bleu import chrf, sacre_bleu, tokenized_bleu
 from memnets.metrics.lm import perplexity
-from memnets.models.decoding import beam_search, greedy_search, max_lengths, replace_unknowns
+from memnets.models.decoding import best_hypotheses, max_lengths, replace_unknowns
 from memnets.models.seq2seq import Seq2Seq
 from memnets.tasks import register_task
 from memnets.tasks.base import StepOutput, Task, model_device
@@ -453,13 +453,9 @@ class TranslationTask(Task):
         try:
             with torch.no_grad():
                 state = model.start(src.to(device), lengths)
-                step = model.search_step(banned=(tv.pad_id, tv[BOS]))
-                common = dict(batch_size=len(ids), bos=tv[BOS], eos=tv[EOS], max_length=caps)
-                if beam == 1:
-                    hyps = greedy_search(step, state, **common)
-                else:
-                    hyps = [h[0] for h in beam_search(step, state, beam_size=beam, alpha=alpha,
-                                                      **common)]
+                hyps = best_hypotheses(model.search_step(banned=(tv.pad_id, tv[BOS])), state,
+                                       batch_size=len(ids), bos=tv[BOS], eos=tv[EOS],
+                                       max_length=caps, beam_size=beam, alpha=alpha)
         finally:
             model.train(was)
         attends = getattr(model, "attention", None) is not None
