@@ -245,14 +245,8 @@ class Seq2Seq(nn.Module):
     def forward(self, source: Tensor, source_lengths: Tensor, target_in: Tensor, *,
                 sample_prob: float = 0.0) -> tuple[Tensor, Tensor]:
         """Teacher forcing: the logits of every target step ``(N, T, V)`` and the
-        attention ``(N, T, S)``.
-
-        ``sample_prob`` (scheduled sampling, Bengio, Vinyals, Jaitly & Shazeer,
-        "Scheduled sampling for sequence prediction with recurrent neural networks",
-        2015): in training, each input token after the first is, with this
-        probability, replaced by a token drawn from the model's own distribution
-        at the step before (drawn without gradient).
-        """
+        attention ``(N, T, S)``; ``sample_prob`` is scheduled sampling, as in
+        :meth:`AttentionDecoder.forward <memnets.models.decoder.AttentionDecoder.forward>`."""
         if target_in.dim() != 2 or target_in.shape[0] != source.shape[0]:
             raise ValueError(f"expected target ids of shape ({source.shape[0]}, T), got "
                              f"{tuple(target_in.shape)}")
