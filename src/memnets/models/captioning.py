@@ -80,6 +80,7 @@ class Captioner(nn.Module):
         score: the attention kind (``additive`` is Xu et al.'s); ignored without attention.
         gate: Xu et al.'s gating scalar :math:`\beta_t`; ignored without attention.
         dropout: the decoder's (between layers, on the top output and the read-out).
+        image_dropout: the image encoder's, on the grid's features.
         padding_idx: the padding id.
         cell_options: for every cell.
 
@@ -109,6 +110,7 @@ class Captioner(nn.Module):
         score: str = "additive",
         gate: bool = True,
         dropout: float = 0.0,
+        image_dropout: float = 0.0,
         padding_idx: int = 0,
         cell_options: dict | None = None,
     ) -> None:
@@ -118,7 +120,7 @@ class Captioner(nn.Module):
                               f"got {attention!r}")
         soft = attention == "soft"
         self.attention_style = attention
-        self.encoder = ImageEncoder(3, channels, coordinates=coordinates)
+        self.encoder = ImageEncoder(3, channels, coordinates=coordinates, dropout=image_dropout)
         D = self.encoder.output_size
         self.decoder = AttentionDecoder(
             vocab_size, memory_size=D, summary_size=D, embedding_size=embedding_size,

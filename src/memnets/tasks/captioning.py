@@ -168,6 +168,8 @@ class CaptioningModelConfig(ModelConfig):
         gate: Xu et al.'s gating scalar on the context.
         doubly_stochastic: :math:`\\lambda`, the weight of the doubly stochastic
             penalty (attention models; 0 = off).
+        image_dropout: dropout on the grid's features in training (not on the
+            coordinates).
     """
 
     hidden_size: int = 256
@@ -178,9 +180,10 @@ class CaptioningModelConfig(ModelConfig):
     score: Literal["additive", "dot", "general", "concat"] = "additive"
     gate: bool = True
     doubly_stochastic: float = 1.0
+    image_dropout: float = 0.0
 
     RANGES: ClassVar[dict[str, str]] = {"channels": ">= 1", "embedding_size": ">= 1",
-                                        "doubly_stochastic": ">= 0"}
+                                        "doubly_stochastic": ">= 0", "image_dropout": "[0, 1)"}
 
     def validate(self) -> None:
         if not self.channels:
@@ -372,7 +375,7 @@ class CaptioningTask(Task):
             embedding_size=config.embedding_size, hidden_size=config.hidden_size,
             cell=config.cell, num_layers=config.num_layers, attention=config.attention,
             score=config.score, gate=config.gate, dropout=config.dropout,
-            padding_idx=self.vocab.pad_id, cell_options=config.cell_options)
+            image_dropout=config.image_dropout, padding_idx=self.vocab.pad_id, cell_options=config.cell_options)
 
     @staticmethod
     def attends(model: nn.Module) -> bool:
