@@ -151,6 +151,20 @@ def test_a_padded_batch_of_questions_equals_each_alone():
         assert torch.allclose(attention[n], att[0], atol=1e-12)
 
 
+def test_a_repeated_question_is_read_once_and_gets_the_same_vector():
+    model = make(seed=8, hops=2).eval()
+    calls = []
+    model.question_encoder.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    questions = torch.tensor([[3, 4, 5], [2, 6, 0], [3, 4, 5], [2, 6, 0], [2, 6, 1]])
+    lengths = torch.tensor([3, 2, 3, 2, 3])
+    u = model.encode_question(questions, lengths)
+    assert calls == [3]  # three distinct (question, length) rows
+    alone = torch.cat([model.encode_question(questions[n:n + 1], lengths[n:n + 1])
+                       for n in range(5)])
+    assert torch.allclose(u, alone, atol=1e-12)
+    assert torch.equal(u[0], u[2]) and torch.equal(u[1], u[3])
+
+
 @pytest.mark.parametrize("hops", [0, 2])
 def test_gradcheck_float64_through_the_images(hops):
     model = make(seed=6, hops=hops, channels=(2,)).eval()

@@ -84,6 +84,8 @@ def test_recipes_load_and_say_what_they_aim_at(recipe):
     ("model.hops=-1", "hops"),
     ("model.block=residual", "block: expected null"),
     ("data.train_size=0", "train_size"),
+    ("data.curriculum_kinds=[shapes]", "curriculum_kinds: expected a non-empty list of kinds"),
+    ("data.curriculum_epochs=-1", "curriculum_epochs"),
 ])
 def test_bad_settings_are_config_errors(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -152,6 +154,42 @@ def test_batch_order_depends_only_on_seed_and_epoch_and_resumes_at_start(root):
     assert [sorted(a + b) for a, b in zip(*ranks)] == [sorted(b) for b in first]
     assert [b.images_id.tolist() for b in task.batches("dev", batch_size=5)] == \
         [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11]]
+
+
+def test_curriculum_epochs_ask_only_their_kinds_then_every_kind(root):
+    task = tiny_task(root, "data.curriculum_epochs=2", "data.curriculum_kinds=[shape, count]")
+    plain = tiny_task(root)
+    _, questions = read_sort_of_clevr(task.folder(), "train")
+    wanted = {KINDS.index("shape"), KINDS.index("count")}
+    for epoch in (0, 1):
+        batches = list(task.batches("train", batch_size=7, epoch=epoch, seed=5, shuffle=True))
+        reference = list(plain.batches("train", batch_size=7, epoch=epoch, seed=5, shuffle=True))
+        assert [b.images_id.tolist() for b in batches] == \
+            [b.images_id.tolist() for b in reference]  # the same images, the same batches
+        for b, full in zip(batches, reference):
+            keep = torch.tensor([int(k) in wanted for k in full.kinds])
+            assert torch.equal(b.answers, full.answers[keep])
+            assert torch.equal(b.questions, full.questions[keep][:, :b.questions.shape[1]])
+            assert torch.equal(b.image_index, full.image_index[keep])
+            assert set(b.kinds.tolist()) <= wanted
+        assert sum(len(b.answers) for b in batches) == \
+            sum(q.kind in ("shape", "count") for q in questions)
+    later = next(iter(task.batches("train", batch_size=7, epoch=2, seed=5, shuffle=True)))
+    assert len(later.answers) == 20 * len(later.images_id)
+    evaluated = next(iter(task.batches("dev", batch_size=3)))  # evaluation: every kind
+    assert len(evaluated.answers) == 60
+
+
+def test_a_batch_without_questions_has_zero_loss_not_nan(root):
+    task = tiny_task(root, "data.curriculum_epochs=1", "data.curriculum_kinds=[shape]")
+    model = tiny_model(task).train()
+    enc = task.encoded("train")
+    empty = enc.batch([0], frozenset())
+    assert len(empty.answers) == 0
+    out = task.step(model, empty)
+    assert float(out.loss.detach()) == 0.0
+    out.loss.backward()  # a zero gradient, not NaN
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
 # ---------------------------------------------------------------------- loss and metrics

@@ -160,7 +160,17 @@ class StackedAttentionVQA(nn.Module):
         return F.dropout(x, self.dropout, self.training) if self.dropout > 0 else x
 
     def encode_question(self, questions: Tensor, lengths: Tensor) -> Tensor:
-        """:math:`v_Q` ``(N, d)`` for question ids ``(N, L)`` of ``lengths`` ``(N,)``."""
+        """:math:`v_Q` ``(N, d)`` for question ids ``(N, L)`` of ``lengths`` ``(N,)``.
+
+        Each distinct question is read once (a batch of Sort-of-CLEVR images asks
+        at most 36 distinct questions, however many images it holds) and its
+        vector is shared by the rows that ask it."""
+        if questions.shape[0] == 0:  # no question (a curriculum batch may ask none)
+            return self.embedding.weight.new_zeros(0, self.question_size)
+        keys = torch.cat([lengths.to(questions.device).unsqueeze(1), questions], 1)  # (N, 1+L)
+        distinct, inverse = torch.unique(keys, dim=0, return_inverse=True)  # (U, 1+L), (N,)
+        if distinct.shape[0] < keys.shape[0]:
+            return self.encode_question(distinct[:, 1:], distinct[:, 0].cpu())[inverse]
         out, _ = self.question_encoder(self.embedding(questions), lengths=lengths)  # (N, L, d)
         return pool(out, lengths, "last", bidirectional=self.bidirectional)  # (N, d)
 

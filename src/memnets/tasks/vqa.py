@@ -129,6 +129,14 @@ class VQADataConfig(DataConfig):
             in a folder of their own beside ``path``,
             ``<path>-seed<S>-<train>-<dev>-<test>``, so that a quick run never
             overwrites the full dataset.
+        curriculum_kinds: the question kinds that the first ``curriculum_epochs``
+            training epochs ask (the images stay the same, so an epoch keeps its
+            number of batches); every kind after them and in evaluation.  A
+            curriculum (Bengio, Louradour, Collobert & Weston, "Curriculum
+            learning", 2009): on shape questions alone the colour word learns to
+            steer the attention, which the mixture of all kinds delays
+            (docs/vision.md).
+        curriculum_epochs: 0 is no curriculum.
     """
 
     batch_size: int = 32
@@ -137,9 +145,12 @@ class VQADataConfig(DataConfig):
     train_size: int | None = None
     dev_size: int | None = None
     test_size: int | None = None
+    curriculum_kinds: list[str] = field(default_factory=lambda: ["shape"])
+    curriculum_epochs: int = 0
 
     RANGES: ClassVar[dict[str, str]] = {
-        "seed": ">= 0", "train_size": ">= 1", "dev_size": ">= 1", "test_size": ">= 1"}
+        "seed": ">= 0", "train_size": ">= 1", "dev_size": ">= 1", "test_size": ">= 1",
+        "curriculum_epochs": ">= 0"}
 
     def counts(self) -> dict[str, int]:
         """The images per split asked for beyond the generator's defaults."""
@@ -150,6 +161,10 @@ class VQADataConfig(DataConfig):
         if self.bucket:
             raise ValueError("bucket: expected false (a batch is whole images with all their "
                              "questions), got true")
+        unknown = [k for k in self.curriculum_kinds if k not in KINDS]
+        if unknown or (self.curriculum_epochs and not self.curriculum_kinds):
+            raise ValueError(f"curriculum_kinds: expected a non-empty list of kinds among "
+                             f"{', '.join(KINDS)}, got {self.curriculum_kinds!r}")
 
 
 @dataclass
@@ -252,15 +267,20 @@ class EncodedSplit:
             self.questions[q, :len(s)] = torch.tensor(s, dtype=torch.long)
         self.answers = torch.tensor(answers, dtype=torch.long)
         self.kinds = torch.tensor(kinds, dtype=torch.long)
+        self.kind_of = kinds  # each question's kind, as a list
         self.boxes = torch.tensor(boxes, dtype=torch.long).reshape(-1, 4)
 
     def __len__(self) -> int:
         return len(self.by_image)
 
-    def batch(self, image_ids: list[int]) -> VQABatch:
-        """The images ``image_ids`` (split indices) with all their questions, in order."""
-        qs = [q for i in image_ids for q in self.by_image[i]]
-        index = [b for b, i in enumerate(image_ids) for _ in self.by_image[i]]
+    def batch(self, image_ids: list[int], kinds: frozenset[int] | None = None) -> VQABatch:
+        """The images ``image_ids`` (split indices) with all their questions, in order
+        (only those of ``kinds``, indices into :data:`KINDS`, when given)."""
+        groups = [self.by_image[i] for i in image_ids]
+        if kinds is not None:
+            groups = [[q for q in group if self.kind_of[q] in kinds] for group in groups]
+        qs = [q for group in groups for q in group]
+        index = [b for b, group in enumerate(groups) for _ in group]
         sel = torch.tensor(qs, dtype=torch.long)
         L = int(self.lengths[sel].max()) if qs else 1
         return VQABatch(
@@ -372,12 +392,18 @@ class VQATask(Task):
     def batches(self, split, *, batch_size, epoch=0, seed=0, shuffle=False, rank=0,
                 world_size=1, start=0, num_workers=0):
         """Batches of ``batch_size`` images with all their questions (see the module
-        docstring); the order depends only on ``(seed, epoch)``."""
+        docstring); the order depends only on ``(seed, epoch)``.  Training epochs
+        ``0 .. data.curriculum_epochs - 1`` keep only the questions of
+        ``data.curriculum_kinds``."""
         enc = self.encoded(split)
+        c = self.config
+        kinds = None
+        if split == "train" and shuffle and epoch < c.curriculum_epochs:
+            kinds = frozenset(KINDS.index(k) for k in c.curriculum_kinds)
         sampler = ShardedBatches(len(enc), batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
                                  rank=rank, world_size=world_size, start=start)
         for ids in sampler:
-            yield enc.batch(ids)
+            yield enc.batch(ids, kinds)
 
     def num_batches(self, split: str, *, batch_size: int) -> int:
         return len(ShardedBatches(len(self.raw(split)[0]), batch_size))
@@ -405,8 +431,9 @@ class VQATask(Task):
     def step(self, model: nn.Module, batch: VQABatch, state=None) -> StepOutput:
         b = to_device(batch, model_device(model))
         logits, attention = model(b.images, b.image_index, b.questions, b.lengths)  # (N, A)
-        loss = F.cross_entropy(logits.float(), b.answers)
         n = len(b.answers)
+        # a curriculum batch may hold no question of its kinds: a zero loss, no NaN
+        loss = F.cross_entropy(logits.float(), b.answers) if n else logits.float().sum() * 0.0
         correct = logits.argmax(-1) == b.answers  # (N,)
         stats: dict = {"loss": loss.detach() * n, "count": n, "correct": correct.sum()}
         for k, kind in enumerate(KINDS):
