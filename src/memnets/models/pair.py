@@ -423,6 +423,13 @@ class PairModel(nn.Module):
         pretrained: an optional ``(vocab_size, embedding_size)`` tensor copied
             into the embedding (:func:`memnets.models.classifier.load_word_vectors`).
         freeze_embeddings: keep the embedding fixed.
+        exact_match: append to each word's vector a 0/1 feature, 1 where the same
+            token occurs in the other sentence of the pair (the exact-match
+            feature of Chen, Fisch, Weston & Bordes, "Reading Wikipedia to answer
+            open-domain questions", 2017, used for inference by Gong, Luo & Zhang,
+            "Natural language inference over interaction space", 2018); the
+            encoders then read E + 1 features.  Padding and ``unk_idx`` never match.
+        unk_idx: the unknown-word id (``None``: none).
         cell_options: passed to every cell (for the LSTMN architectures only
             ``attention_size``, the intra-attention size).
 
@@ -474,6 +481,8 @@ class PairModel(nn.Module):
         padding_idx: int = 0,
         pretrained: Tensor | None = None,
         freeze_embeddings: bool = False,
+        exact_match: bool = False,
+        unk_idx: int | None = None,
         **cell_options,
     ) -> None:
         super().__init__()
@@ -508,9 +517,10 @@ class PairModel(nn.Module):
             with torch.no_grad():
                 self.embedding.weight.copy_(pretrained)
         self.embedding.weight.requires_grad_(not freeze_embeddings)
+        self.exact_match, self.padding_idx, self.unk_idx = exact_match, padding_idx, unk_idx
         common = {"cell": cell, "num_layers": num_layers, "dropout": dropout,
                   "cell_options": dict(cell_options)}
-        E, H = embedding_size, hidden_size
+        E, H = embedding_size + (1 if exact_match else 0), hidden_size
         if architecture == "features":
             self.body = SentenceFeatures(E, H, bidirectional=bidirectional, shared=shared,
                                          pooling=pooling, classifier_hidden=hidden, **common)
@@ -558,6 +568,17 @@ class PairModel(nn.Module):
                 x = F.dropout(x, self.embedding_dropout, training=True)
         return x
 
+    def exact_matches(self, premise: Tensor, hypothesis: Tensor) -> tuple[Tensor, Tensor]:
+        """Bool ``(N, T_p)``: premise word occurs in its hypothesis, and ``(N, T_h)``:
+        hypothesis word occurs in its premise (padding and unknown words: false)."""
+        def real(t: Tensor) -> Tensor:
+            ok = t != self.padding_idx
+            return ok if self.unk_idx is None else ok & (t != self.unk_idx)
+
+        same = (premise.unsqueeze(2) == hypothesis.unsqueeze(1))  # (N, T_p, T_h)
+        same = same & real(premise).unsqueeze(2) & real(hypothesis).unsqueeze(1)
+        return same.any(2), same.any(1)
+
     @staticmethod
     def _check(name: str, tokens: Tensor, lengths) -> Tensor:
         if not isinstance(tokens, Tensor) or tokens.dim() != 2 or tokens.is_floating_point():
@@ -578,7 +599,12 @@ class PairModel(nn.Module):
         if premise.shape[0] != hypothesis.shape[0]:
             raise ValueError(f"expected as many premises as hypotheses, got "
                              f"{premise.shape[0]} and {hypothesis.shape[0]}")
-        z, weights = self.body(self._embed(premise), lp, self._embed(hypothesis), lq)
+        P, Q = self._embed(premise), self._embed(hypothesis)
+        if self.exact_match:
+            in_q, in_p = self.exact_matches(premise, hypothesis)
+            P = torch.cat([P, in_q.unsqueeze(-1).to(P.dtype)], -1)  # (N, T_p, E + 1)
+            Q = torch.cat([Q, in_p.unsqueeze(-1).to(Q.dtype)], -1)  # (N, T_h, E + 1)
+        z, weights = self.body(P, lp, Q, lq)
         if self.hidden is not None:
             z = torch.tanh(self.hidden(F.dropout(z, self.dropout, training=self.training)))
         z = F.dropout(z, self.dropout, training=self.training)

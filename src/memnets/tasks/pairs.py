@@ -198,6 +198,8 @@ class PairModelConfig(ModelConfig):
         word_dropout: with ``embedding_dropout``, drop whole word vectors (at that
             rate) instead of their single features.
         freeze_embeddings: keep the embedding fixed (with ``data.vectors``).
+        exact_match: append the 0/1 exact-match feature to each word (the token
+            occurs in the other sentence; :class:`~memnets.models.pair.PairModel`).
         cell, num_layers, dropout, cell_options: as for every model
             (:class:`memnets.config.ModelConfig`).
     """
@@ -215,6 +217,7 @@ class PairModelConfig(ModelConfig):
     embedding_dropout: float = 0.0
     word_dropout: bool = False
     freeze_embeddings: bool = False
+    exact_match: bool = False
 
     RANGES: ClassVar[dict[str, str]] = {"embedding_size": ">= 1", "embedding_dropout": "[0, 1)",
                                         "classifier_hidden": ">= 1"}
@@ -499,6 +502,7 @@ class PairTask(Task):
             embedding_dropout=config.embedding_dropout, word_dropout=config.word_dropout,
             padding_idx=self.vocab.pad_id,
             pretrained=pretrained, freeze_embeddings=config.freeze_embeddings,
+            exact_match=config.exact_match, unk_idx=self.vocab.unk_id,
             **config.cell_options)
 
     def build_ensemble(self, models: list[nn.Module]) -> nn.Module:
