@@ -6,12 +6,13 @@ gradcheck in float64, and the argument checks."""
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
 
 from memnets.errors import ConfigError
-from memnets.layers.image import ImageEncoder
+from memnets.layers.image import ImageEncoder, random_affine
 
 
 def randomise_norms(encoder: ImageEncoder, seed: int = 0) -> None:
@@ -211,3 +212,60 @@ def test_bad_arguments_and_inputs_are_clear_errors():
         encoder(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
     with pytest.raises(ConfigError, match="height"):
         encoder.grid(0, 5)
+
+
+# ---------------------------------------------------------------------- random_affine
+
+
+def test_random_affine_moves_each_image_by_its_drawn_map():
+    """A linear ramp is reproduced exactly by bilinear sampling, so every output pixel
+    inside the image must equal the ramp at c + R(-theta) (p - c - t) / s, with theta,
+    s and t drawn in that order from the generator."""
+    H, W = 12, 30
+    ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float64) + 0.5,
+                            torch.arange(W, dtype=torch.float64) + 0.5, indexing="ij")
+    ramp = lambda x, y: 0.3 * x - 0.7 * y + 2.0  # noqa: E731
+    images = ramp(xs, ys)[None, None].repeat(3, 2, 1, 1)
+    out = random_affine(images, shift=2, rotate=10, scale=0.2,
+                        generator=torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    u = [torch.rand(3, generator=g, dtype=torch.float64) for _ in range(4)]
+    theta, s = (2 * u[0] - 1) * 10 * math.pi / 180, 1 + (2 * u[1] - 1) * 0.2
+    tx, ty = (2 * u[2] - 1) * 2, (2 * u[3] - 1) * 2
+    for n in range(3):
+        dx, dy = xs - W / 2 - tx[n], ys - H / 2 - ty[n]
+        cos, sin = math.cos(theta[n]), math.sin(theta[n])
+        x_in = W / 2 + (cos * dx + sin * dy) / s[n]
+        y_in = H / 2 + (-sin * dx + cos * dy) / s[n]
+        inside = (x_in > 0.5) & (x_in < W - 0.5) & (y_in > 0.5) & (y_in < H - 0.5)
+        assert inside.sum() > 200
+        for channel in range(2):
+            torch.testing.assert_close(out[n, channel][inside], ramp(x_in, y_in)[inside],
+                                       atol=1e-5, rtol=0)
+    assert not torch.equal(out[0], out[1])  # each image its own map
+
+
+def test_random_affine_whole_pixel_shift_and_no_op():
+    image = torch.zeros(1, 3, 8, 10)
+    image[0, :, 3, 4] = 1.0
+    assert random_affine(image) is image  # nothing asked: untouched
+    g = torch.Generator().manual_seed(0)
+    u = [torch.rand(1, generator=g, dtype=torch.float64) for _ in range(4)]
+    moved = random_affine(image, shift=2, generator=torch.Generator().manual_seed(0))
+    tx, ty = float((2 * u[2] - 1) * 2), float((2 * u[3] - 1) * 2)
+    # the mass moves by (tx, ty): its centre of mass follows
+    ys, xs = torch.meshgrid(torch.arange(8.0), torch.arange(10.0), indexing="ij")
+    w = moved[0, 0]
+    assert float(w.sum()) == pytest.approx(1.0, abs=1e-5)
+    assert float((w * xs).sum()) == pytest.approx(4 + tx, abs=1e-4)
+    assert float((w * ys).sum()) == pytest.approx(3 + ty, abs=1e-4)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"shift": -1}, "shift >= 0"), ({"scale": 1.0}, "scale in"), ({"rotate": -2}, "rotate"),
+])
+def test_random_affine_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        random_affine(torch.zeros(1, 3, 4, 4), **kwargs)
+    with pytest.raises(ValueError, match="float images"):
+        random_affine(torch.zeros(1, 3, 4, 4, dtype=torch.uint8), shift=1)

@@ -155,7 +155,8 @@ def ref_lstmn(m, P, Q, deep):
     alpha = torch.stack(premise.cs[1:])  # memory tape (L, H)
     att = body.inter_attention
     W_g, u = att.key_proj.weight, att.v
-    W_x, W_gt = att.query_proj.weight[:, :E], att.query_proj.weight[:, E:]
+    width = Q.shape[1]  # E, or E + 1 with the exact-match feature
+    W_x, W_gt = att.query_proj.weight[:, :width], att.query_proj.weight[:, width:]
     reader = LSTMNRef(body.hypothesis_reader.cell, deep=deep)
     g_read = torch.zeros(H, dtype=torch.float64)
     hs, ps = [], []
@@ -481,3 +482,26 @@ def test_match_lstm_with_comparison_features_matches_the_loop():
     assert make_model("match_lstm").body.matcher.input_size == 2 * H
     with pytest.raises(ConfigError, match="matching"):
         PairModel(V, E, H, architecture="match_lstm", matching="sum")
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_exact_match_feature_is_one_where_the_token_is_in_the_other_sentence(architecture):
+    m = make_model(architecture, shared=False, exact_match=True, unk_idx=1)
+    premise = torch.tensor([[5, 6, 1, 7, 0], [3, 3, 4, 0, 0]])
+    hypothesis = torch.tensor([[7, 1, 8, 0], [2, 8, 3, 4]])
+    lp, lq = torch.tensor([4, 3]), torch.tensor([3, 4])
+    in_q, in_p = m.exact_matches(premise, hypothesis)
+    # token 1 is unknown: never a match; padding (0) never matches either
+    assert in_q.tolist() == [[False, False, False, True, False], [True, True, True, False, False]]
+    assert in_p.tolist() == [[True, False, False, False], [False, False, True, True]]
+    out = m(premise, lp, hypothesis, lq, return_attention=True)
+    emb = m.embedding.weight
+    with torch.no_grad():
+        for n in range(2):
+            P = torch.cat([emb[premise[n, :lp[n]]], in_q[n, :lp[n], None].double()], 1)
+            Q = torch.cat([emb[hypothesis[n, :lq[n]]], in_p[n, :lq[n], None].double()], 1)
+            z, _ = REFERENCES[architecture](m, P, Q)
+            for name, head in m.heads.items():
+                torch.testing.assert_close(out[name][n], head.weight @ z + head.bias)
+    plain = make_model(architecture, shared=False)
+    assert sum(p.numel() for p in m.parameters()) > sum(p.numel() for p in plain.parameters())

@@ -3,7 +3,8 @@ r"""A small convolutional image encoder: an image in, a grid of feature vectors 
 The grid is the memory that visual attention reads (the captioning and the
 visual question answering models): one vector per cell, the cells in row-major
 order, with each cell's rectangle of the image (:meth:`ImageEncoder.cell_boxes`)
-for the attention maps and their localisation.
+for the attention maps and their localisation; :func:`random_affine`, the
+training-time augmentation of a batch of images.
 
 This module imports torch, :mod:`memnets.cells.base` (the size checks) and
 :mod:`memnets.errors`.
@@ -179,3 +180,60 @@ class ImageEncoder(nn.Module):
         return (f"{self.in_channels}, {self.channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, batch_norm={self.batch_norm}, "
                 f"coordinates={self.coordinates}")
+
+
+def random_affine(images: Tensor, *, shift: float = 0.0, rotate: float = 0.0,
+                  scale: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
+    r"""Each image of a batch moved by its own small random affine map: the
+    augmentation of Simard, Steinkraus & Platt, "Best practices for convolutional
+    neural networks applied to visual document analysis", 2003 (without the
+    elastic part).
+
+    Per image, uniformly: a rotation :math:`\theta \in [-\text{rotate}, \text{rotate}]`
+    degrees, a scale :math:`s \in [1 - \text{scale}, 1 + \text{scale}]` and a shift
+    :math:`(t_x, t_y) \in [-\text{shift}, \text{shift}]^2` pixels, about the image's
+    centre; the output pixel at :math:`p` is the input, bilinearly interpolated,
+    at :math:`c + R(\theta)^{-1}(p - c - t) / s` (zero outside the image).  With
+    all three 0 the images are returned as they are.
+
+    Args:
+        images: ``(N, C, H, W)`` float.
+        shift: the largest shift, in pixels (>= 0).
+        rotate: the largest rotation, in degrees (>= 0).
+        scale: the largest relative change of size, in [0, 1).
+        generator: the random source (``None``: torch's global one, which the
+            trainer's checkpoints save, so that a resumed run draws the same maps).
+
+    Returns:
+        ``(N, C, H, W)`` of the dtype of ``images``.
+    """
+    if images.dim() != 4 or not images.is_floating_point():
+        raise ValueError(f"expected float images of shape (N, C, H, W), got {images.dtype} "
+                         f"of shape {tuple(images.shape)}")
+    if shift < 0 or rotate < 0 or not 0 <= scale < 1:
+        raise ValueError(f"expected shift >= 0, rotate >= 0 and scale in [0, 1), got "
+                         f"{shift}, {rotate}, {scale}")
+    if shift == 0 and rotate == 0 and scale == 0:
+        return images
+    N, _, H, W = images.shape
+
+    def uniform(bound: float) -> Tensor:  # (N,) in [-bound, bound]
+        u = torch.rand(N, generator=generator, dtype=torch.float64)
+        return (2 * u - 1) * bound
+
+    theta = uniform(rotate) * (torch.pi / 180)
+    s = 1 + uniform(scale)
+    tx, ty = uniform(shift), uniform(shift)
+    # affine_grid works in normalised coordinates ([-1, 1] across each side, with
+    # align_corners=False): a pixel vector (dx, dy) is (2 dx / W, 2 dy / H) there
+    cos, sin = torch.cos(theta) / s, torch.sin(theta) / s
+    a = torch.zeros(N, 2, 3, dtype=torch.float64)
+    # the inverse map, output -> input: x_in = R(-theta) (x_out - t) / s, in pixels
+    a[:, 0, 0], a[:, 0, 1] = cos, sin * H / W
+    a[:, 1, 0], a[:, 1, 1] = -sin * W / H, cos
+    t = torch.stack([2 * tx / W, 2 * ty / H], 1)  # (N, 2) normalised shift
+    a[:, :, 2] = -(a[:, :, :2] @ t.unsqueeze(2)).squeeze(2)
+    grid = F.affine_grid(a.to(images.dtype).to(images.device), list(images.shape),
+                         align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
+                         align_corners=False)

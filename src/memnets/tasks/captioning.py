@@ -89,6 +89,7 @@ from memnets.data.images import read_image
 from memnets.data.scenes import ensure_generated, name_objects_shapes, read_shape_captions
 from memnets.data.vocab import PAD, UNK, Vocab
 from memnets.errors import DataError
+from memnets.layers.image import random_affine
 from memnets.metrics.bleu import tokenized_bleu
 from memnets.metrics.lm import perplexity
 from memnets.metrics.vision import exact_match, localisation, localisation_chance
@@ -127,6 +128,10 @@ class CaptioningDataConfig(DataConfig):
         min_freq: keep caption words seen at least this often in training.
         beam_size: decoding in evaluation and ``predict`` (1 = greedy search).
         length_penalty: Wu et al.'s alpha in the beam search (0 = none).
+        augment_shift, augment_rotate, augment_scale: each training image moved by
+            its own random affine map (:func:`memnets.layers.image.random_affine`:
+            up to this many pixels, degrees, and this relative change of size);
+            0 is none, and evaluation never augments.
         max_length: the most words of a generated caption (``null``: the longest
             training caption plus 5).
     """
@@ -143,11 +148,15 @@ class CaptioningDataConfig(DataConfig):
     beam_size: int = 1
     length_penalty: float = 0.0
     max_length: int | None = None
+    augment_shift: float = 0.0
+    augment_rotate: float = 0.0
+    augment_scale: float = 0.0
 
     RANGES: ClassVar[dict[str, str]] = {
         "seed": ">= 0", "train_size": ">= 1", "dev_size": ">= 1", "test_size": ">= 1",
         "min_freq": ">= 1", "beam_size": ">= 1", "length_penalty": ">= 0",
-        "max_length": ">= 1"}
+        "max_length": ">= 1", "augment_shift": ">= 0", "augment_rotate": ">= 0",
+        "augment_scale": "[0, 1)"}
 
     def validate(self) -> None:
         if self.dataset == "digits" and self.test_set != "test":
@@ -387,6 +396,10 @@ class CaptioningTask(Task):
         device = model_device(model)
         images, tin, tout = batch.images.to(device), batch.target_in.to(device), \
             batch.target_out.to(device)
+        c = self.config
+        if model.training:  # a no-op unless the recipe augments
+            images = random_affine(images, shift=c.augment_shift, rotate=c.augment_rotate,
+                                   scale=c.augment_scale)
         logits, attention = model(images, tin)  # (N, T, V), (N, T, S)
         pad = self.vocab.pad_id
         gold = tout.reshape(-1)
