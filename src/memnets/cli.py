@@ -377,13 +377,14 @@ def cmd_report(args) -> int:
         cell = r.get("cell", c["model"]["cell"]) or "-"  # null: the model has no cell
         row = {"run": d.name, "cell": cell,
                **{f"{s}.{k}": c[s].get(k) for s, k in varying},
-               main: value, f"baseline_{main}": base, "steps": r["steps"],
+               main: value, f"baseline_{main}": base, "steps": r.get("steps"),
                "best_step": r.get("best_step"), "wall_seconds": r["wall_seconds"],
                "metrics": r[split]}
         rows.append(row)
         cells = [d.name, cell, *[_fmt(c[s].get(k)) for s, k in varying],
                  _fmt(value), _fmt(base), _fmt(value / base) if base else "-",
-                 str(r["steps"]), str(r.get("best_step")), f"{r['wall_seconds']:.0f}"]
+                 *("-" if r.get(k) is None else str(r[k]) for k in ("steps", "best_step")),
+                 f"{r['wall_seconds']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print(table)
@@ -396,9 +397,15 @@ def cmd_report(args) -> int:
         commit = made["commit"]
         out.with_suffix(".json").write_text(json.dumps(
             {"split": split, "main_metric": main, **made, "runs": rows}, indent=1))
-        png = plot_curves([d for d, _, _ in runs], out.with_suffix(".png"),
-                          labels=[_report_label(d, r, c, varying) for d, r, c in runs])
-        print(f"wrote {out.with_suffix('.json')} and {png} (commit {commit})")
+        trained = [(d, r, c) for d, r, c in runs if (d / "metrics.jsonl").is_file()]
+        # an ensemble has no learning curve of its own: its row is in the table only
+        if trained:
+            png = plot_curves([d for d, _, _ in trained], out.with_suffix(".png"),
+                              labels=[_report_label(d, r, c, varying) for d, r, c in trained])
+            print(f"wrote {out.with_suffix('.json')} and {png} (commit {commit})")
+        else:
+            print(f"wrote {out.with_suffix('.json')} (commit {commit}; no run with "
+                  f"learning curves to draw)")
     return EXIT_OK
 
 

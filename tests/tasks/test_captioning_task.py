@@ -159,6 +159,39 @@ def test_loss_is_cross_entropy_plus_the_penalty_of_a_per_example_loop(shapes_run
     assert torch.equal(batch.target_in[:, 1:][real], batch.target_out[:, :-1][real])
 
 
+def test_augmentation_moves_training_images_only(shapes_run, monkeypatch):
+    run, _, _ = shapes_run
+    _, task, model = load_run(run, check_data=False)
+    batch = next(iter(task.batches("dev", batch_size=4)))
+    seen = []
+    original = model.forward
+
+    def spy(images, target_in, **kw):
+        seen.append(images.clone())
+        return original(images, target_in, **kw)
+
+    monkeypatch.setattr(model, "forward", spy)
+    task.config.augment_shift, task.config.augment_rotate = 2.0, 5.0
+    model.eval()
+    with torch.no_grad():
+        task.step(model, batch)
+    assert torch.equal(seen[-1], batch.images)  # evaluation: never augmented
+    model.train()
+    torch.manual_seed(3)
+    with torch.no_grad():
+        task.step(model, batch)
+    moved = seen[-1]
+    assert moved.shape == batch.images.shape and not torch.equal(moved, batch.images)
+    torch.manual_seed(3)  # the global generator decides: the same seed, the same maps
+    with torch.no_grad():
+        task.step(model, batch)
+    assert torch.equal(seen[-1], moved)
+    task.config.augment_shift = task.config.augment_rotate = 0.0
+    with torch.no_grad():
+        task.step(model, batch)
+    assert torch.equal(seen[-1], batch.images)  # not asked for: the images as they are
+
+
 # ---------------------------------------------------------------------- evaluation
 
 

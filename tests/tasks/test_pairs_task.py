@@ -39,8 +39,9 @@ from memnets.tasks.recipes import load_config
 from memnets.train import load_run, train
 
 FAST = ["trainer.progress=false", "trainer.tensorboard=false", "trainer.log_every=10"]
-SICK_RECIPES = ["sick-features", "sick-conditional", "sick-match-lstm", "sick-lstmn-shallow",
-                "sick-lstmn-deep", "sick-relatedness", "sick-joint"]
+SICK_RECIPES = ["sick-features", "sick-conditional", "sick-match-lstm", "sick-match-lstm-compare",
+                "sick-match-lstm-em", "sick-lstmn-shallow", "sick-lstmn-deep", "sick-relatedness",
+                "sick-joint"]
 
 # ---------------------------------------------------------------------- a toy pair task
 #
@@ -135,6 +136,7 @@ def test_shipped_recipes_load_and_fit_100_columns(recipe):
     assert max(len(line) for line in recipe_path(recipe).read_text().splitlines()) <= 100
     if recipe == "sick-joint":
         assert config.data.relatedness_weight > 0
+    assert config.model.exact_match == (recipe == "sick-match-lstm-em")
 
 
 @pytest.mark.parametrize("override, message", [
@@ -520,6 +522,15 @@ def test_smoke_match_lstm_learns_the_toy_task_with_both_heads_within_a_minute(jo
     assert res["test"]["accuracy"] > 90.0  # the majority class: about 35
     assert res["baselines"]["accuracy"] < 45.0
     assert res["test"]["pearson"] > 0.8 and res["test"]["mse"] < res["baselines"]["mse"] / 2
+
+
+def test_smoke_match_lstm_with_exact_match_learns_the_toy_task(tmp_path):
+    data = write_toy(tmp_path / "data")
+    res = _train_cli("sick-match-lstm-em", tmp_path / "run", toy_overrides(
+        data, "model.embedding_size=16", "model.hidden_size=24", "trainer.max_epochs=10",
+        "trainer.early_stopping=null", "optimizer.lr=0.01", "model.dropout=0.0",
+        "model.embedding_dropout=0.0"))
+    assert res["test"]["accuracy"] > 90.0 > res["baselines"]["accuracy"] + 40
 
 
 def test_smoke_relatedness_learns_the_toy_scores(tmp_path):

@@ -183,6 +183,15 @@ def test_ensemble_of_sst_runs_loads_like_a_run(tmp_path, capsys):
         want = torch.stack([torch.softmax(m(x, lengths), -1) for m in members]).mean(0)
         assert torch.allclose(ens(x, lengths).exp(), want, atol=1e-6)
     assert main(["predict", str(out), "a great film"]) == 0
+    # memnets report lists the ensemble beside its members (no steps, no curve of its own)
+    capsys.readouterr()
+    assert main(["report", *map(str, runs), str(out), "--out", str(tmp_path / "rep")]) == 0
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.startswith("| ens |"))
+    assert f"{results['test']['accuracy']:.4g}" in row and "| - | - |" in row
+    rows = json.loads((tmp_path / "rep.json").read_text())["runs"]
+    assert [r["run"] for r in rows] == ["s1", "s2", "ens"] and rows[2]["steps"] is None
+    assert (tmp_path / "rep.png").is_file()
     assert main(["ensemble", str(runs[0]), "--out", str(tmp_path / "one")]) == 2
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("x")
