@@ -114,6 +114,7 @@ def reference(model, images, tin):
 CASES = [
     dict(),  # Xu et al.: soft additive attention with the gating scalar, LSTM
     dict(gate=False),
+    dict(kernel_size=5, image_dropout=0.3),  # eval: no dropout; wider cells, same grid
     dict(cell="gru"),
     dict(score="general", num_layers=2),
     dict(coordinates=False, cell="gru", num_layers=2, gate=False),

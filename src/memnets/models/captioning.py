@@ -72,6 +72,8 @@ class Captioner(nn.Module):
         vocab_size: V.
         channels: the image encoder's convolutions (:class:`~memnets.layers.image.ImageEncoder`).
         coordinates: append each cell's coordinates to its features.
+        kernel_size: every convolution's (square) kernel; each cell of the grid
+            sees :math:`1 + (k - 1)(2^L - 1)` pixels each way (L convolutions).
         embedding_size: E.
         hidden_size: H, every decoder layer (and the attention's hidden size).
         cell: a registered one-layer cell.
@@ -102,6 +104,7 @@ class Captioner(nn.Module):
         *,
         channels: Sequence[int] = (32, 32, 32, 32),
         coordinates: bool = True,
+        kernel_size: int = 3,
         embedding_size: int = 64,
         hidden_size: int = 256,
         cell: str = "lstm",
@@ -120,7 +123,8 @@ class Captioner(nn.Module):
                               f"got {attention!r}")
         soft = attention == "soft"
         self.attention_style = attention
-        self.encoder = ImageEncoder(3, channels, coordinates=coordinates, dropout=image_dropout)
+        self.encoder = ImageEncoder(3, channels, kernel_size=kernel_size, coordinates=coordinates,
+                                    dropout=image_dropout)
         D = self.encoder.output_size
         self.decoder = AttentionDecoder(
             vocab_size, memory_size=D, summary_size=D, embedding_size=embedding_size,

@@ -171,6 +171,8 @@ class CaptioningModelConfig(ModelConfig):
     Args:
         channels: the CNN's channels per convolution (each halves the image).
         coordinates: append each grid cell's (x, y) in [-1, 1] to its features.
+        kernel_size: every convolution's kernel (3: each cell of a 3-layer grid
+            sees 15 pixels each way; 5: 29).
         embedding_size: word embeddings.
         attention: ``soft`` (Xu et al.) or ``none`` (Vinyals et al.).
         score: the attention score (``additive`` as in Xu et al.).
@@ -184,6 +186,7 @@ class CaptioningModelConfig(ModelConfig):
     hidden_size: int = 256
     channels: list[int] = field(default_factory=lambda: [32, 32, 32, 32])
     coordinates: bool = True
+    kernel_size: int = 3
     embedding_size: int = 64
     attention: Literal["soft", "none"] = "soft"
     score: Literal["additive", "dot", "general", "concat"] = "additive"
@@ -192,7 +195,8 @@ class CaptioningModelConfig(ModelConfig):
     image_dropout: float = 0.0
 
     RANGES: ClassVar[dict[str, str]] = {"channels": ">= 1", "embedding_size": ">= 1",
-                                        "doubly_stochastic": ">= 0", "image_dropout": "[0, 1)"}
+                                        "kernel_size": ">= 1", "doubly_stochastic": ">= 0",
+                                        "image_dropout": "[0, 1)"}
 
     def validate(self) -> None:
         if not self.channels:
@@ -381,6 +385,7 @@ class CaptioningTask(Task):
         self._model_config = config
         return Captioner(
             len(self.vocab), channels=tuple(config.channels), coordinates=config.coordinates,
+            kernel_size=config.kernel_size,
             embedding_size=config.embedding_size, hidden_size=config.hidden_size,
             cell=config.cell, num_layers=config.num_layers, attention=config.attention,
             score=config.score, gate=config.gate, dropout=config.dropout,
