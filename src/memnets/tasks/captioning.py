@@ -389,7 +389,8 @@ class CaptioningTask(Task):
             embedding_size=config.embedding_size, hidden_size=config.hidden_size,
             cell=config.cell, num_layers=config.num_layers, attention=config.attention,
             score=config.score, gate=config.gate, dropout=config.dropout,
-            image_dropout=config.image_dropout, padding_idx=self.vocab.pad_id, cell_options=config.cell_options)
+            image_dropout=config.image_dropout, padding_idx=self.vocab.pad_id,
+            cell_options=config.cell_options)
 
     @staticmethod
     def attends(model: nn.Module) -> bool:
