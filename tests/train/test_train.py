@@ -449,6 +449,14 @@ def test_early_stopping_and_plateau_decay(tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     lrs = [r["lr"] for r in rows if r["split"] == "train"]
     assert lrs == pytest.approx([1e-9] * 4 + [5e-10] * 2 + [2.5e-10] * 2)
+    # resuming a run that stopped early (as memnets sweep does with the runs it finds)
+    # trains nothing more; a resume that raises the patience continues
+    again = train(load_config("adding", sets), tmp_path, resume=True, quiet=True)
+    assert again["steps"] == 8 and again["best_step"] == 8
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == len(rows)
+    patient = [s for s in sets if "early_stopping" not in s] + ["trainer.early_stopping=5"]
+    more = train(load_config("adding", patient), tmp_path, resume=True, quiet=True)
+    assert more["steps"] == 12
 
 
 def test_sharded_batches_union_is_the_single_process_batch():

@@ -335,6 +335,12 @@ class Trainer:
         window: dict[str, float] = {}
         window_size, window_t = 0, time.perf_counter()
         stop = prog.step >= budget
+        if tc.early_stopping is not None and prog.bad_evals >= tc.early_stopping:
+            # a resumed run that had stopped early stays stopped (unless the resume
+            # raised trainer.early_stopping): no further epoch, the same checkpoints
+            self.log(f"early stopping: the run had stopped after {prog.bad_evals} "
+                     f"evaluations without improvement; nothing more to train")
+            stop = True
 
         def stopped(what: str, step: int | None = None) -> TrainingError:
             where = read_pointer(run_dir, "latest")
