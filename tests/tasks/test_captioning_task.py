@@ -36,7 +36,8 @@ SHAPES = ["data.train_size=500", "data.dev_size=50", "data.test_size=50", "data.
           "model.hidden_size=64", "model.embedding_size=32", "model.channels=[16,16,16,16]",
           "trainer.max_epochs=4"]
 DIGITS = ["data.train_size=3000", "data.dev_size=50", "data.test_size=100",
-          "data.batch_size=16", "model.hidden_size=64", "trainer.max_epochs=3"]
+          "data.batch_size=16", "model.hidden_size=64", "model.channels=[32,32,32]",
+          "trainer.max_epochs=3"]
 
 
 def smoke(root: Path, run: Path, recipe: str, extra: list[str]) -> tuple[dict, float]:
