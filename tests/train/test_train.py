@@ -492,3 +492,15 @@ def test_auto_device_is_the_same_on_every_rank(monkeypatch):
         resolve_device("cuda", 1)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
     assert resolve_device("auto", 0) == torch.device("cuda", 0)
+
+
+def test_results_record_the_commit_read_when_the_run_started(tmp_path, monkeypatch):
+    import memnets.train.provenance as prov
+    import memnets.train.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "git_commit", lambda: "abc1234")  # at the start
+    monkeypatch.setattr(prov, "git_commit", lambda: "fff9999")  # what the checkout says later
+    r = train(load_config("adding", TINY + ["trainer.max_steps=2"]), tmp_path, quiet=True)
+    assert r["provenance"]["commit"] == "abc1234"
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["provenance"]["commit"] == "abc1234"

@@ -66,10 +66,13 @@ def command_line(argv: list[str] | None = None) -> str:
 
 
 def provenance(*, command: str | None = None, wall_seconds: float | None = None,
-               started: float | None = None) -> dict:
-    """``{"command", "commit", "machine", "date", "wall_seconds"}`` for a results file."""
+               started: float | None = None, commit: str | None = None) -> dict:
+    """``{"command", "commit", "machine", "date", "wall_seconds"}`` for a results file.
+
+    ``commit``: the one read when the work began (the code that was imported), for a
+    run whose checkout may move on before it ends; ``None`` reads it now."""
     out = {"command": command if command is not None else command_line(),
-           "commit": git_commit(), "machine": machine(),
+           "commit": commit if commit is not None else git_commit(), "machine": machine(),
            "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     if wall_seconds is None and started is not None:
         wall_seconds = time.perf_counter() - started

@@ -52,7 +52,7 @@ from memnets.train.checkpoint import (
 )
 from memnets.train.logs import MetricsLogger, format_metrics
 from memnets.train.optim import LRSchedule, build_optimizer, set_lr
-from memnets.train.provenance import provenance
+from memnets.train.provenance import git_commit, provenance
 from memnets.train.runs import (  # noqa: F401  (load_run and make_task: re-exported)
     build_from_files,
     load_run,
@@ -185,6 +185,8 @@ class Trainer:
     # ------------------------------------------------------------------ run
 
     def run(self) -> dict:
+        # the commit of the code this process imported, read before it can move on
+        self.commit = git_commit() if self.dist.is_main else None
         try:
             self._check_options()
             self._check_run_dir()
@@ -615,7 +617,7 @@ class Trainer:
                          "epochs_completed": prog.epoch, "wall_seconds": wall,
                          "checkpoint": name, "best_step": prog.best_step,
                          "main_metric": task.main_metric, "baselines": task.baselines()}
-        results["provenance"] = provenance() if d.is_main else {}
+        results["provenance"] = provenance(commit=self.commit) if d.is_main else {}
         if diverged is not None:
             results["diverged"] = diverged
             if not name:  # nothing good was kept: the weights in memory are not finite
