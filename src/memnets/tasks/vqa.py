@@ -267,7 +267,6 @@ class EncodedSplit:
             self.questions[q, :len(s)] = torch.tensor(s, dtype=torch.long)
         self.answers = torch.tensor(answers, dtype=torch.long)
         self.kinds = torch.tensor(kinds, dtype=torch.long)
-        self.kind_of = kinds  # each question's kind, as a list
         self.boxes = torch.tensor(boxes, dtype=torch.long).reshape(-1, 4)
 
     def __len__(self) -> int:
@@ -276,16 +275,16 @@ class EncodedSplit:
     def batch(self, image_ids: list[int], kinds: frozenset[int] | None = None) -> VQABatch:
         """The images ``image_ids`` (split indices) with all their questions, in order
         (only those of ``kinds``, indices into :data:`KINDS`, when given)."""
-        groups = [self.by_image[i] for i in image_ids]
+        sel = torch.tensor([q for i in image_ids for q in self.by_image[i]], dtype=torch.long)
+        index = torch.tensor([b for b, i in enumerate(image_ids) for _ in self.by_image[i]],
+                             dtype=torch.long)
         if kinds is not None:
-            groups = [[q for q in group if self.kind_of[q] in kinds] for group in groups]
-        qs = [q for group in groups for q in group]
-        index = [b for b, group in enumerate(groups) for _ in group]
-        sel = torch.tensor(qs, dtype=torch.long)
-        L = int(self.lengths[sel].max()) if qs else 1
+            keep = torch.isin(self.kinds[sel], torch.tensor(sorted(kinds), dtype=torch.long))
+            sel, index = sel[keep], index[keep]
+        L = int(self.lengths[sel].max()) if len(sel) else 1
         return VQABatch(
             images=self.images[image_ids].float().div_(255.0),
-            image_index=torch.tensor(index, dtype=torch.long),
+            image_index=index,
             questions=self.questions[sel, :L], lengths=self.lengths[sel],
             answers=self.answers[sel], kinds=self.kinds[sel], boxes=self.boxes[sel],
             images_id=torch.tensor(image_ids, dtype=torch.long))
