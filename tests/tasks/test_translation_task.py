@@ -213,7 +213,7 @@ def test_mismatched_line_counts_are_a_data_error_naming_both_files(tmp_path):
 
 def test_recipes_resolve_and_bad_settings_are_config_errors():
     for name in ("multi30k-de-en-noattn", "multi30k-de-en-bahdanau", "multi30k-de-en-luong",
-                 "multi30k-en-de-luong"):
+                 "multi30k-en-de-luong", "multi30k-en-de-bahdanau"):
         cfg = load_config(name)
         assert cfg.task == "translation" and cfg.info.target
     assert load_config("multi30k-en-de-luong").data.source == "en"

@@ -132,6 +132,42 @@ class RecurrentCell(nn.Module):
         """
         raise NotImplementedError(f"{type(self).__name__} has no whole-sequence form")
 
+    # --- the sequence-level form, for cells whose step is "product + pointwise" ---
+
+    def sequence_form(self) -> SequenceForm | None:
+        """How :class:`~memnets.layers.Recurrent` may run the whole sequence as one
+        autograd node (:mod:`memnets.layers.time_loop`), or ``None`` (the default):
+        step by step under autograd.
+
+        A cell whose step is ``v_t = r_{t-1} W^T [+ b]`` (``r`` one field of the
+        state) followed by a pointwise function of ``u_t``, ``v_t`` and the state
+        opts in by returning a :class:`SequenceForm` and implementing
+        :meth:`pointwise_forward` and :meth:`pointwise_backward`.  The layer then
+        runs the forward loop without a graph and the backward loop with the
+        cell's analytic pointwise backward, and computes the gradient of ``W``
+        (and ``b``) as one matrix product over all steps.  A subclass that
+        overrides :meth:`recur` without overriding this method falls back to
+        autograd (:func:`sequence_form_of`), so its own step is never bypassed.
+        """
+        return None
+
+    def pointwise_forward(self, u_t: Tensor, v_t: Tensor, state: NamedTuple,
+                          params: tuple) -> tuple[Tensor, NamedTuple, tuple]:
+        """The step after the recurrent product, run without a graph: returns
+        ``(y_t, new_state, saved)``, ``saved`` a tuple of tensors for
+        :meth:`pointwise_backward`.  ``params`` is :attr:`SequenceForm.params`."""
+        raise NotImplementedError(f"{type(self).__name__} has no sequence-level form")
+
+    def pointwise_backward(self, saved: tuple, dy: Tensor, dstate: NamedTuple, params: tuple
+                           ) -> tuple[Tensor, Tensor, tuple, tuple]:
+        """Gradients of one step: from those at ``y_t`` and at every field of the new
+        state, return ``(du_t, dv_t, dstate_prev, dparams)``.  ``dstate_prev`` holds
+        the gradient at each field of the previous state through the pointwise
+        step only (``None`` for none); the layer adds the path through ``v_t``.
+        ``dparams`` has one tensor (or ``None``) per entry of ``params``.  The
+        result must be linear in the incoming gradients."""
+        raise NotImplementedError(f"{type(self).__name__} has no sequence-level form")
+
     # --- helpers used by the layers; cells with unusual state override them ---
 
     def mask_state(self, keep_new: Tensor, new: NamedTuple, old: NamedTuple) -> NamedTuple:
@@ -159,6 +195,28 @@ class RecurrentCell(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"
+
+
+class SequenceForm(NamedTuple):
+    """What a cell's :meth:`RecurrentCell.sequence_form` declares: the recurrent product
+    ``v_t = state[field] @ weight.T (+ bias)`` and the other parameters its pointwise
+    step reads (their gradients are summed over the steps)."""
+
+    weight: Tensor  # (V, R)
+    bias: Tensor | None = None  # (V,)
+    params: tuple = ()
+    field: int = 0
+
+
+def sequence_form_of(cell: RecurrentCell) -> SequenceForm | None:
+    """``cell.sequence_form()``, or ``None`` when the class that defines the cell's
+    :meth:`~RecurrentCell.recur` is not the one that defines its sequence form (a
+    subclass that changed the step but not the form)."""
+    def owner(name):
+        return next(k for k in type(cell).__mro__ if name in vars(k))
+    if owner("recur") is not owner("sequence_form"):
+        return None
+    return cell.sequence_form()
 
 
 # Recurrent state types by name, for rebuilding a checkpointed state (truncated

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from memnets.cells.base import RecurrentCell, check_sizes, register_state
+from memnets.cells.base import RecurrentCell, SequenceForm, check_sizes, register_state
 
 _NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
 
@@ -106,6 +106,19 @@ class ElmanCell(RecurrentCell):
     def recur(self, u_t: Tensor, state: ElmanState) -> tuple[Tensor, ElmanState]:
         h = self._act(torch.addmm(u_t, state.h, self.weight_hh.t()))  # (N, H)
         return h, ElmanState(h)
+
+    def sequence_form(self) -> SequenceForm:
+        return SequenceForm(self.weight_hh)  # the biases are in project_input
+
+    def pointwise_forward(self, u_t, v_t, state, params):
+        h = self._act(u_t + v_t)
+        return h, ElmanState(h), (h,)
+
+    def pointwise_backward(self, saved, dy, dstate, params):
+        (h,) = saved
+        dh = dy + dstate.h
+        da = dh * (1 - h * h) if self.nonlinearity == "tanh" else dh * (h > 0)
+        return da, da, (None,), ()
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, nonlinearity={self.nonlinearity!r}"

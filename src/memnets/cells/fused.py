@@ -15,7 +15,12 @@ a graph is recorded (:func:`~memnets.cells.base.capturing_graph`:
 with an autograd function in it cannot be saved, and the ONNX exporter, which
 inlines the function's body, returns a function's several outputs in the order
 they were computed (``c`` before ``h``), not the order returned, so an exported
-LSTM step swapped them.  This module imports torch and :mod:`memnets.cells.base`.
+LSTM step swapped them.
+
+The formulas and their backward are written once, as ``*_step_forward`` and
+``*_step_backward``; the autograd functions and the sequence-level path
+(:mod:`memnets.layers.time_loop`) both call them.  This module imports torch and
+:mod:`memnets.cells.base`.
 """
 
 from __future__ import annotations
@@ -48,6 +53,55 @@ def gru_pointwise(u: Tensor, v: Tensor, h_prev: Tensor) -> Tensor:
     return n + z * (h_prev - n)  # (1 - z) n + z h_{t-1}
 
 
+def lstm_step_forward(gates: Tensor, c_prev: Tensor):
+    """The LSTM pointwise step without a graph: ``(h_t, c_t, saved)``, where ``saved``
+    ``(acts, c_prev, tanh_c)`` is what :func:`lstm_step_backward` needs."""
+    H = c_prev.shape[1]
+    acts = torch.sigmoid(gates)  # (N, 4H); the g block is replaced by tanh below
+    g = torch.tanh(gates[:, 2 * H : 3 * H])
+    acts[:, 2 * H : 3 * H] = g
+    i, f, o = acts[:, :H], acts[:, H : 2 * H], acts[:, 3 * H :]
+    c = torch.addcmul(f * c_prev, i, g)
+    tanh_c = torch.tanh(c)
+    return o * tanh_c, c, (acts, c_prev, tanh_c)
+
+
+def lstm_step_backward(saved, dh: Tensor, dc_next: Tensor) -> tuple[Tensor, Tensor]:
+    """Gradients at ``gates`` and ``c_prev`` from those at ``h_t`` and ``c_t``."""
+    acts, c_prev, tanh_c = saved
+    H = c_prev.shape[1]
+    i, f, g, o = (acts[:, k * H : (k + 1) * H] for k in range(4))
+    dc = torch.addcmul(dc_next, dh * o, 1 - tanh_c * tanh_c)  # (N, H)
+    d_acts = torch.cat([dc * g, dc * c_prev, dc * i, dh * tanh_c], dim=1)  # (N, 4H)
+    slope = acts * (1 - acts)  # sigmoid'; the g block takes tanh' = 1 - g^2
+    slope[:, 2 * H : 3 * H] = 1 - g * g
+    return d_acts * slope, dc * f
+
+
+def gru_step_forward(u: Tensor, v: Tensor, h_prev: Tensor):
+    """The GRU pointwise step (reset after the product) without a graph:
+    ``(h_t, saved)`` with ``saved`` ``(rz, n, v_n, h_prev)`` for :func:`gru_step_backward`."""
+    H = h_prev.shape[1]
+    rz = torch.sigmoid(u[:, : 2 * H] + v[:, : 2 * H])  # (N, 2H)
+    z = rz[:, H:]
+    v_n = v[:, 2 * H :]
+    n = torch.tanh(torch.addcmul(u[:, 2 * H :], rz[:, :H], v_n))
+    return torch.addcmul(n, z, h_prev - n), (rz, n, v_n, h_prev)
+
+
+def gru_step_backward(saved, dh: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients at ``u``, ``v`` and ``h_prev`` (its direct path only, not through
+    ``v``) from the gradient at ``h_t``."""
+    rz, n, v_n, h_prev = saved
+    H = h_prev.shape[1]
+    r, z = rz[:, :H], rz[:, H:]
+    da_n = dh * (1 - z) * (1 - n * n)  # gradient at the tanh's input
+    d_rz = torch.cat([da_n * v_n, dh * (h_prev - n)], dim=1) * rz * (1 - rz)  # (N, 2H)
+    du = torch.cat([d_rz, da_n], dim=1)
+    dv = torch.cat([d_rz, da_n * r], dim=1)
+    return du, dv, dh * z
+
+
 class LSTMPointwise(torch.autograd.Function):
     r"""From pre-activations to the new cell and (unprojected) hidden state.
 
@@ -62,26 +116,13 @@ class LSTMPointwise(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, gates: Tensor, c_prev: Tensor) -> tuple[Tensor, Tensor]:
-        H = c_prev.shape[1]
-        acts = torch.sigmoid(gates)  # (N, 4H); the g block is replaced by tanh below
-        g = torch.tanh(gates[:, 2 * H : 3 * H])
-        acts[:, 2 * H : 3 * H] = g
-        i, f, o = acts[:, :H], acts[:, H : 2 * H], acts[:, 3 * H :]
-        c = torch.addcmul(f * c_prev, i, g)
-        tanh_c = torch.tanh(c)
-        ctx.save_for_backward(acts, c_prev, tanh_c)
-        return o * tanh_c, c
+        h, c, saved = lstm_step_forward(gates, c_prev)
+        ctx.save_for_backward(*saved)
+        return h, c
 
     @staticmethod
     def backward(ctx, dh: Tensor, dc_next: Tensor) -> tuple[Tensor, Tensor]:
-        acts, c_prev, tanh_c = ctx.saved_tensors
-        H = c_prev.shape[1]
-        i, f, g, o = (acts[:, k * H : (k + 1) * H] for k in range(4))
-        dc = torch.addcmul(dc_next, dh * o, 1 - tanh_c * tanh_c)  # (N, H)
-        d_acts = torch.cat([dc * g, dc * c_prev, dc * i, dh * tanh_c], dim=1)  # (N, 4H)
-        slope = acts * (1 - acts)  # sigmoid'; the g block takes tanh' = 1 - g^2
-        slope[:, 2 * H : 3 * H] = 1 - g * g
-        return d_acts * slope, dc * f
+        return lstm_step_backward(ctx.saved_tensors, dh, dc_next)
 
 
 class GRUPointwise(torch.autograd.Function):
@@ -97,21 +138,10 @@ class GRUPointwise(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u: Tensor, v: Tensor, h_prev: Tensor) -> Tensor:
-        H = h_prev.shape[1]
-        rz = torch.sigmoid(u[:, : 2 * H] + v[:, : 2 * H])  # (N, 2H)
-        r, z = rz[:, :H], rz[:, H:]
-        v_n = v[:, 2 * H :]
-        n = torch.tanh(torch.addcmul(u[:, 2 * H :], r, v_n))
-        ctx.save_for_backward(rz, n, v_n, h_prev)
-        return torch.addcmul(n, z, h_prev - n)
+        h, saved = gru_step_forward(u, v, h_prev)
+        ctx.save_for_backward(*saved)
+        return h
 
     @staticmethod
     def backward(ctx, dh: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        rz, n, v_n, h_prev = ctx.saved_tensors
-        H = h_prev.shape[1]
-        r, z = rz[:, :H], rz[:, H:]
-        da_n = dh * (1 - z) * (1 - n * n)  # gradient at the tanh's input
-        d_rz = torch.cat([da_n * v_n, dh * (h_prev - n)], dim=1) * rz * (1 - rz)  # (N, 2H)
-        du = torch.cat([d_rz, da_n], dim=1)
-        dv = torch.cat([d_rz, da_n * r], dim=1)
-        return du, dv, dh * z
+        return gru_step_backward(ctx.saved_tensors, dh)

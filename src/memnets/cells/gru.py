@@ -7,9 +7,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from memnets.cells.base import RecurrentCell, check_sizes, register_state
+from memnets.cells.base import RecurrentCell, SequenceForm, check_sizes, register_state
 from memnets.cells.elman import _zeros
-from memnets.cells.fused import gru_pointwise
+from memnets.cells.fused import gru_pointwise, gru_step_backward, gru_step_forward
 
 
 @register_state
@@ -146,6 +146,19 @@ class GRUCell(RecurrentCell):
         n = torch.tanh(u_n + v_n + (b_n if b_n is not None else 0.0))
         h = n + z * (h - n)  # (1 - z) * n + z * h
         return h, GRUState(h)
+
+    def sequence_form(self) -> SequenceForm | None:
+        """The default form (reset after the product); ``None`` (autograd) for the
+        paper's, whose second product depends on :math:`r_t`."""
+        return SequenceForm(self.weight_hh, self.bias_hh) if self.reset_after else None
+
+    def pointwise_forward(self, u_t, v_t, state, params):
+        h, saved = gru_step_forward(u_t, v_t, state.h)
+        return h, GRUState(h), saved
+
+    def pointwise_backward(self, saved, dy, dstate, params):
+        du, dv, dh_prev = gru_step_backward(saved, dy + dstate.h)
+        return du, dv, (dh_prev,), ()
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"

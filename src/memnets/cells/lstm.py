@@ -7,9 +7,15 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from memnets.cells.base import RecurrentCell, check_size, check_sizes, register_state
+from memnets.cells.base import (
+    RecurrentCell,
+    SequenceForm,
+    check_size,
+    check_sizes,
+    register_state,
+)
 from memnets.cells.elman import _zeros
-from memnets.cells.fused import lstm_pointwise
+from memnets.cells.fused import lstm_pointwise, lstm_step_backward, lstm_step_forward
 
 
 @register_state
@@ -262,6 +268,21 @@ class LSTMCell(RecurrentCell):
         if self.weight_hr is not None:
             h = h @ self.weight_hr.t()  # (N, H_out)
         return h, LSTMState(h, c)
+
+    def sequence_form(self) -> SequenceForm | None:
+        """The standard step without a projection (:meth:`is_standard`); ``None``
+        (autograd) for the other options."""
+        if not self._standard or self.weight_hr is not None:
+            return None
+        return SequenceForm(self.weight_hh)  # the biases are in project_input
+
+    def pointwise_forward(self, u_t, v_t, state, params):
+        h, c, saved = lstm_step_forward(u_t + v_t, state.c)
+        return h, LSTMState(h, c), saved
+
+    def pointwise_backward(self, saved, dy, dstate, params):
+        d_gates, dc_prev = lstm_step_backward(saved, dy + dstate.h, dstate.c)
+        return d_gates, d_gates, (None, dc_prev), ()
 
     def _recur_general(self, u_t: Tensor, state: LSTMState) -> tuple[Tensor, Tensor]:
         """Every option; returns ``h_t`` before the projection, and ``c_t``."""

@@ -14,6 +14,7 @@ from torch import Tensor
 from memnets.cells.base import RecurrentCell, capturing_graph
 from memnets.cells.registry import cell_names, make_cell
 from memnets.layers.sequence import SequenceLayer, reverse_padded, valid_mask
+from memnets.layers.time_loop import run_sequence_form, usable_form
 
 
 class Recurrent(SequenceLayer):
@@ -27,6 +28,10 @@ class Recurrent(SequenceLayer):
     does only the recurrent work.  A cell with ``parallel`` set (minGRU,
     minLSTM, mLSTM in their parallel mode) is run by its
     :meth:`RecurrentCell.scan` over the whole sequence instead of the loop.
+    In training, a cell with a sequence form (:meth:`RecurrentCell.sequence_form`:
+    Elman, IRNN, the standard LSTM, the GRU) runs its loop as one autograd node
+    with an analytic backward (:mod:`memnets.layers.time_loop`); the results
+    are the step loop's.
 
     Args:
         cell: any :class:`~memnets.cells.RecurrentCell`.
@@ -97,8 +102,11 @@ class Recurrent(SequenceLayer):
                 f"recorded graph holds {L} steps and takes inputs of exactly that length "
                 f"(see docs/export.md for the layers that export at any length)",
                 torch.jit.TracerWarning, stacklevel=2)
+        form = None if tracing or cell.parallel else usable_form(cell, u, state)
         if cell.parallel:  # the cell's whole-sequence form (a scan) instead of the loop
             out, state = cell.scan(u, state, valid)
+        elif form is not None:  # one autograd node for the loop (memnets.layers.time_loop)
+            out, state = run_sequence_form(cell, form, u, state, valid)
         elif valid is None:
             # unbind, not u[t]: indexing would make backward allocate a full-size
             # gradient of u at every step.
