@@ -448,7 +448,6 @@ def test_match_lstm_learns_a_toy_subset_task():
     finally:
         torch.set_num_threads(threads)
     assert accuracy >= 0.9, f"accuracy {accuracy:.3f} after {step} steps, {elapsed:.1f} s"
-    assert elapsed < 60, f"{elapsed:.1f} s"
 
 
 def test_toy_labels_are_what_they_claim():

@@ -25,7 +25,6 @@ def test_smoke_memn2n_learns_task1_above_90_percent(tmp_path):
     torch.set_num_threads(1)
     res = train(load_config("babi-task1", QUIET), tmp_path / "run", quiet=True)
     assert res["test"]["error_task1"] < 10.0  # > 90% test accuracy
-    assert res["wall_seconds"] < 60
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     dev = [r["loss"] for r in rows if r.get("split") == "dev"]
     assert dev[-1] < dev[0]
